@@ -1,0 +1,1882 @@
+/*
+ * gstunnel - a small encrypted TCP tunnel.
+ *
+ *   app -> gstunnel_client -> (AES-GCM) -> gstunnel_server -> target
+ *
+ * One source, built twice: -DCLIENT gives gstunnel_client, -DSERVER gives
+ * gstunnel_server. One process, one poll() loop, a fixed connection table.
+ * The wire protocol is specified in the README ("Protocol").
+ *
+ * Copyright (C) 2026 the gstunnel authors
+ *
+ * This program is free software: you can redistribute it and/or modify it
+ * under the terms of the GNU General Public License as published by the Free
+ * Software Foundation, either version 3 of the License, or (at your option)
+ * any later version.
+ *
+ * This program is distributed in the hope that it will be useful, but WITHOUT
+ * ANY WARRANTY; without even the implied warranty of MERCHANTABILITY or
+ * FITNESS FOR A PARTICULAR PURPOSE. See the GNU General Public License for
+ * more details.
+ *
+ * You should have received a copy of the GNU General Public License along
+ * with this program. If not, see <https://www.gnu.org/licenses/>.
+ */
+
+/* ==== includes ========================================================== */
+
+#define _GNU_SOURCE /* syscall(), explicit prototypes on glibc and musl */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+
+#include <bearssl.h>
+
+/* ==== tunables ========================================================== */
+
+#if defined(CLIENT) == defined(SERVER)
+#error "build with exactly one of -DCLIENT or -DSERVER"
+#endif
+#ifdef CLIENT
+#define IS_CLIENT 1
+#define PROG "gstunnel_client"
+#else
+#define IS_CLIENT 0
+#define PROG "gstunnel_server"
+#endif
+
+#ifndef VERSION
+#define VERSION "0.1.0"
+#endif
+#ifndef CONN_MAX_DEFAULT
+#define CONN_MAX_DEFAULT 8192 /* the -n default, if the fd limit allows */
+#endif
+#ifndef TIMEOUT_DEFAULT
+#define TIMEOUT_DEFAULT 10 /* -t: connect and handshake, seconds */
+#endif
+#ifndef ROTATE_DEFAULT
+#define ROTATE_DEFAULT 60 /* -r: key rotation interval, seconds */
+#endif
+#ifndef ROTATE_BYTES
+#define ROTATE_BYTES (1ULL << 30) /* rotate after this much data, too */
+#endif
+#ifndef ACCEPT_PAUSE_MS
+#define ACCEPT_PAUSE_MS 1000 /* stop accepting this long after EMFILE */
+#endif
+
+/* Protocol constants: see the README before changing any of them. */
+#define PROTO_VERSION 1
+#define REC_PAYLOAD_MAX 16384
+#define REC_HEAD 2 /* big-endian length of type byte + payload */
+#define REC_TAG 16
+#define REC_WIRE_MAX (REC_HEAD + 1 + REC_PAYLOAD_MAX + REC_TAG)
+#define REC_CTRL_MAX (REC_HEAD + 1 + 32 + REC_TAG)
+#define CLIENT_HELLO_LEN 66 /* version, key length, X25519 public, MAC */
+#define SERVER_HELLO_LEN 64 /* X25519 public, MAC */
+#define FINISHED_LEN 32
+
+/* Each direction's buffer holds two full records: one being written while
+ * the next is filled. Allocated only while data waits. */
+#define BUF_SIZE (2 * REC_WIRE_MAX)
+
+/* ==== types ============================================================= */
+
+enum rec_type {
+	REC_DATA = 0,    /* 1..16384 bytes of application data */
+	REC_EOF = 1,     /* the sender's application closed its write side */
+	REC_OFFER = 2,   /* client: new X25519 public key for rotation */
+	REC_ACCEPT = 3,  /* server: its X25519 public; s2c key changes after */
+	REC_SWITCH = 4,  /* client: c2s key changes after this record */
+	REC_REQUEST = 5  /* server: please start a rotation */
+};
+
+enum conn_state {
+	S_FREE,    /* slot unused: both fds -1 */
+	S_CONNECT, /* outbound connect in progress (client: link, server: plain) */
+	S_HELLO,   /* client: hello sent, waiting for the server's; server:
+		    * waiting for the client hello */
+	S_FINISH,  /* server: hello answered, waiting for the client's MAC */
+	S_OPEN     /* records flow */
+};
+
+/* conn.flags */
+#define F_TX_EOF 0x0001      /* EOF record sealed: plain read side is done */
+#define F_RX_EOF 0x0002      /* EOF record received */
+#define F_PLAIN_SHUT 0x0004  /* shutdown(plain, SHUT_WR) done */
+#define F_LINK_EOF 0x0008    /* link read returned 0 */
+#define F_SEND_OFFER 0x0010  /* client: OFFER to be sealed */
+#define F_OFFER 0x0020       /* client: OFFER sent, waiting for ACCEPT */
+#define F_SEND_SWITCH 0x0040 /* client: SWITCH to be sealed */
+#define F_SEND_ACCEPT 0x0080 /* server: ACCEPT to be sealed */
+#define F_WAIT_SWITCH 0x0100 /* server: ACCEPT done, waiting for SWITCH */
+#define F_SEND_REQUEST 0x0200 /* server: REQUEST to be sealed */
+#define F_REQUESTED 0x0400   /* server: REQUEST sent, no rotation since */
+#define F_CONTROL (F_SEND_OFFER | F_SEND_SWITCH | F_SEND_ACCEPT | \
+		   F_SEND_REQUEST)
+
+struct buf {
+	unsigned char *p; /* NULL while nothing waits */
+	size_t off, len;  /* bytes [off, len) are pending */
+	int hot;          /* the last read filled it: keep it for the next */
+};
+
+/* One direction of the record layer. The GCM context points at aes, so a
+ * dir never moves (it lives in the connection table). */
+struct dir {
+	br_aes_gen_ctr_keys aes;
+	br_gcm_context gcm;
+	unsigned char secret[32]; /* traffic secret: ratchets on rotation */
+	unsigned char iv[12];
+	uint64_t seq;             /* records sealed or opened with this dir */
+	unsigned long rotations;
+};
+
+/*
+ * A connection: the plain side (the application on the client, the target
+ * on the server) and the link (the encrypted connection between client and
+ * server). tx holds sealed records waiting for the link; rx holds bytes read
+ * from the link, opened in place, whose plaintext [out_off, out_off+out_len)
+ * waits for the plain side.
+ */
+struct conn {
+	int plain, link;
+	unsigned char state, hs_len;
+	unsigned flags;
+	unsigned long id;
+	int64_t deadline; /* ms on the monotonic clock; 0: none */
+	const struct addrinfo *ai; /* address being connected to */
+	struct buf tx, rx;
+	size_t out_off, out_len;
+	int64_t rotated;    /* when the keys last rotated (ms) */
+	uint64_t rot_bytes; /* payload bytes since then, both directions */
+	struct dir send, recv;
+	unsigned char eph[32]; /* our X25519 secret, while an exchange runs */
+	unsigned char pub[32]; /* server: X25519 public for the ACCEPT */
+	unsigned char dh[32];  /* rotation secret until both keys moved */
+	unsigned char hs[CLIENT_HELLO_LEN]; /* handshake: see client_hello(),
+					     * server_handshake() */
+};
+
+/* ==== prototypes ======================================================== */
+
+static void die(int code, const char *fmt, ...);
+static void logmsg(const struct conn *c, const char *fmt, ...);
+static int fail(struct conn *c, const char *fmt, ...);
+static void conn_close(struct conn *c, int reset);
+static int conn_connect_next(struct conn *c, int err);
+static int rx_process(struct conn *c);
+
+/* ==== globals =========================================================== */
+
+static const char *usage_text =
+"usage: gstunnel_client [options] LISTEN SERVER [KEY]\n"
+"       gstunnel_server [options] LISTEN TARGET [KEY]\n"
+"\n"
+"  LISTEN      address to accept on: host:port, [ipv6]:port or :port\n"
+"  SERVER      address of the gstunnel_server (client only)\n"
+"  TARGET      address of the service to reach (server only)\n"
+"  KEY         shared secret of exactly 16, 24 or 32 bytes (AES-128/192/256);\n"
+"              read from -k FILE or $GSTUNNEL_KEY when not given here\n"
+"\n"
+"options:\n"
+"  -k FILE     read KEY from FILE ('-': standard input)\n"
+"  -n MAXCONN  connections at once (default: fd limit / 2, at most 8192)\n"
+"  -t SECONDS  connect and handshake timeout (default 10)\n"
+"  -r SECONDS  rotate keys after SECONDS of activity, 0: by volume only\n"
+"              (default 60)\n"
+"  -v          verbose: log connections, key rotations, AES/GHASH code\n"
+"  -g          print a new random 32-character key and exit\n"
+"  -S          run the crypto self-test on every implementation and exit\n"
+"  -V          print the version and exit\n"
+"  -h          print this help and exit\n";
+
+static struct conn *conns;   /* the connection table, conn_max slots */
+static struct pollfd *pfds;  /* pfds[0]: listener; slot i owns
+			      * pfds[1 + 2i] (plain) and pfds[2 + 2i] (link) */
+static int conn_max, conn_count, conn_high; /* slots >= conn_high are free */
+static unsigned long conn_ids;
+static int listen_fd = -1;
+static struct addrinfo *remote_ai; /* SERVER (client) or TARGET (server) */
+static int64_t now, accept_paused_until;
+static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000;
+static int64_t rotate_ms = ROTATE_DEFAULT * 1000;
+static volatile sig_atomic_t stop_signal;
+
+static unsigned char key[32], hello_key[32];
+static size_t key_len;
+static const br_block_ctr_class *aes_impl;
+static br_ghash ghash_impl;
+static const char *aes_name, *ghash_name;
+static const br_ec_impl *ec_impl;
+static int use_rdrand = 1;
+static int urandom_fd = -1;
+
+static const char *send_label = IS_CLIENT ? "gstunnel1 c2s" : "gstunnel1 s2c";
+static const char *recv_label = IS_CLIENT ? "gstunnel1 s2c" : "gstunnel1 c2s";
+static const char *plain_name = IS_CLIENT ? "app" : "target";
+
+/* ==== errors and logging ================================================ */
+
+static void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void usage(int code)
+{
+	fputs(usage_text, code ? stderr : stdout);
+	exit(code);
+}
+
+static void logmsg(const struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c)
+		fprintf(stderr, PROG ": conn %lu: ", c->id);
+	else
+		fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Log why a connection fails; the caller then closes it with a reset. */
+static int fail(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, PROG ": conn %lu: ", c->id);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
+/* ==== small helpers ===================================================== */
+
+/* memset through a volatile pointer: the compiler cannot drop the wipe. */
+static void *(*const volatile memset_v)(void *, int, size_t) = memset;
+
+static void wipe(void *p, size_t n)
+{
+	memset_v(p, 0, n);
+}
+
+static int64_t clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The one parser for numbers from the user: decimal, within [min, max]. */
+static long parse_num(const char *s, long min, long max, const char *what)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < min || v > max || *s == '+' ||
+	    *s == ' ')
+		die(2, "bad %s '%s': want a number from %ld to %ld", what, s,
+		    min, max);
+	return v;
+}
+
+static int ct_equal(const unsigned char *a, const unsigned char *b, size_t n)
+{
+	unsigned d = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void set_tcp_options(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+/* Parse host:port, [v6]:port or :port and resolve it. */
+static struct addrinfo *resolve(const char *arg, int passive, const char *what)
+{
+	char host[256], port[8];
+	const char *colon = strrchr(arg, ':');
+	struct addrinfo hints, *res;
+	size_t hl;
+	int e;
+
+	if (!colon)
+		die(2, "bad %s '%s': want host:port", what, arg);
+	hl = (size_t)(colon - arg);
+	if (hl && arg[0] == '[') {
+		if (arg[hl - 1] != ']')
+			die(2, "bad %s '%s': want [ipv6]:port", what, arg);
+		arg++;
+		hl -= 2;
+	}
+	if (hl >= sizeof host || (!hl && !passive))
+		die(2, "bad %s '%s': bad host", what, arg);
+	memcpy(host, arg, hl);
+	host[hl] = 0;
+	snprintf(port, sizeof port, "%ld",
+		 parse_num(colon + 1, 1, 65535, "port"));
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	e = getaddrinfo(hl ? host : NULL, port, &hints, &res);
+	if (e)
+		die(2, "cannot resolve %s '%s': %s", what, host,
+		    e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+	return res;
+}
+
+static const char *addr_str(const struct addrinfo *ai)
+{
+	static char s[INET6_ADDRSTRLEN + 16];
+	char h[INET6_ADDRSTRLEN];
+
+	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, h, sizeof h, NULL, 0,
+			NI_NUMERICHOST))
+		return "?";
+	snprintf(s, sizeof s, strchr(h, ':') ? "[%s]:%u" : "%s:%u", h,
+		 ntohs(ai->ai_family == AF_INET6 ?
+		       ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port :
+		       ((struct sockaddr_in *)ai->ai_addr)->sin_port));
+	return s;
+}
+
+/* ==== randomness ======================================================== */
+
+static int os_random(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	ssize_t r;
+
+	while (n) {
+		r = -1;
+		errno = ENOSYS;
+#ifdef SYS_getrandom
+		if (urandom_fd < 0)
+			r = syscall(SYS_getrandom, p, n, 0);
+#endif
+		if (r < 0 && errno == ENOSYS) {
+			/* Kernels before 3.17: fall back for good. */
+			if (urandom_fd < 0)
+				urandom_fd = open("/dev/urandom",
+						  O_RDONLY | O_CLOEXEC);
+			if (urandom_fd < 0)
+				return -1;
+			r = read(urandom_fd, p, n);
+			if (r == 0)
+				return -1;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(NO_RDRAND) && \
+	(defined(__GNUC__) || defined(__clang__))
+static int rdrand_supported(void)
+{
+	unsigned a, b, c, d;
+
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
+			 : "a"(0), "c"(0));
+	if (a < 1)
+		return 0;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
+			 : "a"(1), "c"(0));
+	return (c >> 30) & 1;
+}
+
+/* One RDRAND word; a bounded retry on a clear carry flag, and 0 and
+ * all-ones (what some broken CPUs return forever) rejected. */
+static int rdrand_word(unsigned long *v)
+{
+	unsigned char ok;
+	int i;
+
+	for (i = 0; i < 10; i++) {
+		__asm__ volatile("rdrand %0; setc %1" : "=r"(*v), "=qm"(ok)
+				 : : "cc");
+		if (ok && *v != 0 && *v != ~0UL)
+			return 0;
+	}
+	return -1;
+}
+#else
+static int rdrand_supported(void)
+{
+	return 0;
+}
+
+static int rdrand_word(unsigned long *v)
+{
+	*v = 0;
+	return -1;
+}
+#endif
+
+/*
+ * Fresh random bytes: 32 bytes from the OS and, where the CPU has it, 32
+ * from RDRAND seed an HMAC-DRBG (SHA-256) that produces the output. A bad
+ * RDRAND can then add nothing worse than no entropy.
+ */
+static int rnd(void *out, size_t n)
+{
+	unsigned char seed[64];
+	unsigned long w;
+	size_t len = 32, i;
+	br_hmac_drbg_context drbg;
+
+	if (os_random(seed, 32) < 0)
+		return -1;
+	for (i = 0; use_rdrand && len + sizeof w <= sizeof seed; i++) {
+		if (rdrand_word(&w) < 0) {
+			logmsg(NULL, "RDRAND failed; using the OS generator "
+			       "alone from now on");
+			use_rdrand = 0;
+			break;
+		}
+		memcpy(seed + len, &w, sizeof w);
+		len += sizeof w;
+	}
+	br_hmac_drbg_init(&drbg, &br_sha256_vtable, seed, len);
+	br_hmac_drbg_generate(&drbg, out, n);
+	wipe(&drbg, sizeof drbg);
+	wipe(seed, sizeof seed);
+	wipe(&w, sizeof w);
+	return 0;
+}
+
+/* ==== crypto primitives ================================================= */
+
+static void hmac_sha256(unsigned char out[32], const void *k, size_t kl,
+			const void *a, size_t al, const void *b, size_t bl)
+{
+	br_hmac_key_context kc;
+	br_hmac_context h;
+
+	br_hmac_key_init(&kc, &br_sha256_vtable, k, kl);
+	br_hmac_init(&h, &kc, 0);
+	br_hmac_update(&h, a, al);
+	br_hmac_update(&h, b, bl);
+	br_hmac_out(&h, out);
+	wipe(&kc, sizeof kc);
+	wipe(&h, sizeof h);
+}
+
+/* HKDF-SHA256 (RFC 5869): Extract(salt, ikm1 || ikm2), Expand(info, n). */
+static void hkdf(void *out, size_t n, const void *salt, size_t salt_len,
+		 const void *ikm1, size_t l1, const void *ikm2, size_t l2,
+		 const char *info)
+{
+	br_hkdf_context h;
+
+	br_hkdf_init(&h, &br_sha256_vtable, salt, salt_len);
+	br_hkdf_inject(&h, ikm1, l1);
+	br_hkdf_inject(&h, ikm2, l2);
+	br_hkdf_flip(&h);
+	br_hkdf_produce(&h, info, strlen(info), out, n);
+	wipe(&h, sizeof h);
+}
+
+static void x25519_public(unsigned char pub[32], const unsigned char sec[32])
+{
+	ec_impl->mulgen(pub, sec, 32, BR_EC_curve25519);
+}
+
+/* X25519(sec, peer) into out; -1 for an all-zero result (a low-order point
+ * from the peer, which would make the exchange contribute nothing). */
+static int x25519(unsigned char out[32], const unsigned char sec[32],
+		  const unsigned char peer[32])
+{
+	unsigned char zero[32] = {0};
+
+	memcpy(out, peer, 32);
+	if (!ec_impl->mul(out, 32, sec, 32, BR_EC_curve25519) ||
+	    ct_equal(out, zero, 32))
+		return -1;
+	return 0;
+}
+
+/* ==== record layer ====================================================== */
+
+/* Move a direction's key forward: secret, key and IV all come from
+ * HKDF(salt = old secret, ikm, label); the old secret is overwritten. */
+static void dir_step(struct dir *d, const unsigned char *ikm, size_t ikm_len,
+		     const char *label)
+{
+	unsigned char out[32 + 32 + 12];
+
+	hkdf(out, 32 + key_len + 12, d->secret, 32, ikm, ikm_len, NULL, 0,
+	     label);
+	memcpy(d->secret, out, 32);
+	aes_impl->init(&d->aes.vtable, out + 32, key_len);
+	br_gcm_init(&d->gcm, &d->aes.vtable, ghash_impl);
+	memcpy(d->iv, out + 32 + key_len, 12);
+	wipe(out, sizeof out);
+}
+
+/* nonce = iv XOR (4 zero bytes || 64-bit big-endian record number) */
+static void dir_start(struct dir *d, const void *aad, size_t aad_len)
+{
+	unsigned char nonce[12];
+	int i;
+
+	memset(nonce, 0, 4);
+	put_be64(nonce + 4, d->seq);
+	for (i = 0; i < 12; i++)
+		nonce[i] ^= d->iv[i];
+	br_gcm_reset(&d->gcm, nonce, 12);
+	br_gcm_aad_inject(&d->gcm, aad, aad_len);
+	br_gcm_flip(&d->gcm);
+	d->seq++;
+}
+
+/* Seal the record at p whose payload (n bytes) is already at p + 3;
+ * returns its length on the wire. */
+static size_t rec_seal(struct dir *d, unsigned char *p, int type, size_t n)
+{
+	size_t len = n + 1;
+
+	p[0] = (unsigned char)(len >> 8);
+	p[1] = (unsigned char)len;
+	p[2] = (unsigned char)type;
+	dir_start(d, p, REC_HEAD);
+	br_gcm_run(&d->gcm, 1, p + REC_HEAD, len);
+	br_gcm_get_tag(&d->gcm, p + REC_HEAD + len);
+	return REC_HEAD + len + REC_TAG;
+}
+
+/* Open in place the record at p with len bytes of type + payload; the tag
+ * is checked in constant time and on failure the plaintext is wiped. */
+static int rec_open(struct dir *d, unsigned char *p, size_t len)
+{
+	dir_start(d, p, REC_HEAD);
+	br_gcm_run(&d->gcm, 0, p + REC_HEAD, len);
+	if (br_gcm_check_tag(&d->gcm, p + REC_HEAD + len))
+		return 0;
+	wipe(p + REC_HEAD, len);
+	return -1;
+}
+
+/* ==== handshake ========================================================= */
+
+/*
+ * Both sides, once the client hello (ch) and the server's public key (xs)
+ * are known and dh is computed: the transcript hash, the finished MACs and
+ * both directions' first keys.
+ */
+static void handshake_keys(struct conn *c, const unsigned char *ch,
+			   const unsigned char *xs, const unsigned char *dh,
+			   unsigned char s_mac[32], unsigned char c_mac[32])
+{
+	unsigned char th[32], out[128];
+	br_sha256_context h;
+	struct dir *c2s = IS_CLIENT ? &c->send : &c->recv;
+	struct dir *s2c = IS_CLIENT ? &c->recv : &c->send;
+
+	br_sha256_init(&h);
+	br_sha256_update(&h, ch, CLIENT_HELLO_LEN);
+	br_sha256_update(&h, xs, 32);
+	br_sha256_out(&h, th);
+	hkdf(out, sizeof out, th, 32, key, key_len, dh, 32,
+	     "gstunnel1 handshake");
+	hmac_sha256(s_mac, out, 32, th, 32, NULL, 0);
+	hmac_sha256(c_mac, out + 32, 32, th, 32, NULL, 0);
+	memcpy(c2s->secret, out + 64, 32);
+	memcpy(s2c->secret, out + 96, 32);
+	dir_step(c2s, NULL, 0, "gstunnel1 c2s");
+	dir_step(s2c, NULL, 0, "gstunnel1 s2c");
+	c->rotated = now;
+	wipe(out, sizeof out);
+	wipe(th, sizeof th);
+}
+
+/* Client: build the hello; a copy stays in c->hs for the transcript. */
+static int client_hello(struct conn *c)
+{
+	unsigned char *p = c->hs;
+	ssize_t n;
+
+	if (rnd(c->eph, 32) < 0)
+		return fail(c, "no randomness");
+	p[0] = PROTO_VERSION;
+	p[1] = (unsigned char)key_len;
+	x25519_public(p + 2, c->eph);
+	hmac_sha256(p + 34, hello_key, 32, p, 34, NULL, 0);
+	/* A fresh socket's send buffer always takes 66 bytes at once. */
+	n = send(c->link, p, CLIENT_HELLO_LEN, MSG_NOSIGNAL);
+	if (n != CLIENT_HELLO_LEN)
+		return fail(c, "server: %s", n < 0 ? strerror(errno) :
+			    "short write");
+	return 0;
+}
+
+/* Client: check the server hello at p and queue our finished MAC. */
+static int client_finish(struct conn *c, const unsigned char *p)
+{
+	unsigned char dh[32], s_mac[32], c_mac[32];
+	unsigned char *q;
+	int ok;
+
+	if (x25519(dh, c->eph, p) < 0) {
+		wipe(c->eph, 32);
+		return fail(c, "authentication failed: bad server hello");
+	}
+	wipe(c->eph, 32);
+	handshake_keys(c, c->hs, p, dh, s_mac, c_mac);
+	ok = ct_equal(s_mac, p + 32, 32);
+	wipe(dh, 32);
+	wipe(s_mac, 32);
+	if (!ok) {
+		wipe(c_mac, 32);
+		return fail(c, "authentication failed: bad server proof "
+			    "(wrong key?)");
+	}
+	q = c->tx.p + c->tx.len; /* tx is empty and allocated here */
+	memcpy(q, c_mac, 32);
+	c->tx.len += 32;
+	wipe(c_mac, 32);
+	c->state = S_OPEN;
+	c->deadline = 0;
+	if (verbose)
+		logmsg(c, "handshake done");
+	return 0;
+}
+
+/*
+ * Server: read the client hello into c->hs, answer it, then read the
+ * client's finished MAC into c->hs + 32, compared with the expected one kept
+ * in c->hs[0..31]. Nothing is allocated and nothing is sent until the hello
+ * authenticates; nothing is forwarded until the finished MAC does.
+ */
+static int server_handshake(struct conn *c)
+{
+	unsigned char xs[32], dh[32], s_mac[32], sh[SERVER_HELLO_LEN];
+	unsigned char *p = c->hs + (c->state == S_FINISH ? 32 : 0);
+	size_t need = c->state == S_FINISH ? FINISHED_LEN : CLIENT_HELLO_LEN;
+	ssize_t n;
+
+	n = recv(c->link, p + c->hs_len, need - c->hs_len, 0);
+	if (n == 0) {
+		if (verbose)
+			logmsg(c, "peer closed before the handshake ended");
+		return -1;
+	}
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ||
+		       errno == EINTR ? 0 : fail(c, "link: %s",
+						 strerror(errno));
+	c->hs_len = (unsigned char)(c->hs_len + n);
+	if (c->hs_len < need)
+		return 0;
+	c->hs_len = 0;
+	if (c->state == S_FINISH) {
+		if (!ct_equal(c->hs, c->hs + 32, 32))
+			return fail(c, "authentication failed: bad client "
+				    "finished (replayed hello?)");
+		wipe(c->hs, sizeof c->hs);
+		return conn_connect_next(c, 0);
+	}
+	if (p[0] != PROTO_VERSION)
+		return fail(c, "bad hello: protocol version %u, we speak %u",
+			    p[0], PROTO_VERSION);
+	hmac_sha256(s_mac, hello_key, 32, p, 34, NULL, 0);
+	if (!ct_equal(s_mac, p + 34, 32))
+		return fail(c, "authentication failed: bad client hello "
+			    "(wrong key?)");
+	if (p[1] != key_len) /* authenticated, so the keys really differ */
+		return fail(c, "bad hello: peer has a %u-byte key, we %u",
+			    p[1], (unsigned)key_len);
+	if (rnd(c->eph, 32) < 0)
+		return fail(c, "no randomness");
+	x25519_public(xs, c->eph);
+	n = x25519(dh, c->eph, p + 2);
+	wipe(c->eph, 32);
+	if (n < 0)
+		return fail(c, "bad hello: weak public key");
+	handshake_keys(c, p, xs, dh, s_mac, c->hs);
+	wipe(dh, 32);
+	memcpy(sh, xs, 32);
+	memcpy(sh + 32, s_mac, 32);
+	/* A fresh socket's send buffer always takes 64 bytes at once. */
+	n = send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
+	if (n != (ssize_t)sizeof sh)
+		return fail(c, "link: %s", n < 0 ? strerror(errno) :
+			    "short write");
+	c->state = S_FINISH;
+	return 0;
+}
+
+/* ==== key rotation ====================================================== */
+
+/*
+ * The client starts each rotation with an OFFER; the server answers with an
+ * ACCEPT and moves its send key; the client moves its receive key, answers
+ * with a SWITCH and moves its send key; the server moves its receive key on
+ * the SWITCH. Both ephemerals are fresh, so a stolen key stops working once
+ * both sides have rotated. The server asks for a rotation with a REQUEST.
+ */
+static int rotation_start(struct conn *c)
+{
+	if (c->flags & (F_OFFER | F_SEND_OFFER | F_SEND_SWITCH | F_RX_EOF))
+		return 0;
+	if (rnd(c->eph, 32) < 0)
+		return fail(c, "no randomness");
+	c->flags |= F_SEND_OFFER;
+	return 0;
+}
+
+/* Called when data moved: rotate when due; idle connections never get
+ * here, so they do no rotation work. */
+static int rotation_check(struct conn *c)
+{
+	if (c->rot_bytes < ROTATE_BYTES &&
+	    (!rotate_ms || now - c->rotated < rotate_ms))
+		return 0;
+	if (IS_CLIENT)
+		return rotation_start(c);
+	if (!(c->flags & (F_REQUESTED | F_WAIT_SWITCH | F_TX_EOF)))
+		c->flags |= F_SEND_REQUEST;
+	return 0;
+}
+
+static void rotated(struct conn *c, struct dir *d, const char *which)
+{
+	d->rotations++;
+	c->rotated = now;
+	c->rot_bytes = 0;
+	if (verbose)
+		logmsg(c, "%s key rotated (%lu)", which, d->rotations);
+}
+
+/* A control record from the peer (payload body, blen bytes). */
+static int rotation_record(struct conn *c, int type, const unsigned char *body,
+			   size_t blen)
+{
+	size_t want = type == REC_OFFER || type == REC_ACCEPT ? 32 : 0;
+
+	if (blen != want)
+		return fail(c, "bad control record (type %d, %lu bytes)",
+			    type, (unsigned long)blen);
+	if (IS_CLIENT && type == REC_REQUEST)
+		return rotation_start(c);
+	if (IS_CLIENT && type == REC_ACCEPT && (c->flags & F_OFFER)) {
+		if (x25519(c->dh, c->eph, body) < 0)
+			return fail(c, "bad rotation key");
+		wipe(c->eph, 32);
+		dir_step(&c->recv, c->dh, 32, recv_label);
+		c->flags = (c->flags & ~F_OFFER) | F_SEND_SWITCH;
+		rotated(c, &c->recv, "receive");
+		return 0;
+	}
+	if (!IS_CLIENT && type == REC_OFFER &&
+	    !(c->flags & (F_WAIT_SWITCH | F_SEND_ACCEPT))) {
+		if (c->flags & F_TX_EOF)
+			return 0; /* our EOF is out: no more keys to move */
+		if (rnd(c->eph, 32) < 0)
+			return fail(c, "no randomness");
+		x25519_public(c->pub, c->eph);
+		if (x25519(c->dh, c->eph, body) < 0)
+			return fail(c, "bad rotation key");
+		wipe(c->eph, 32);
+		c->flags |= F_SEND_ACCEPT | F_WAIT_SWITCH;
+		c->flags &= ~(F_REQUESTED | F_SEND_REQUEST);
+		return 0;
+	}
+	if (!IS_CLIENT && type == REC_SWITCH &&
+	    (c->flags & (F_WAIT_SWITCH | F_SEND_ACCEPT)) == F_WAIT_SWITCH) {
+		dir_step(&c->recv, c->dh, 32, recv_label);
+		wipe(c->dh, 32);
+		c->flags &= ~F_WAIT_SWITCH;
+		rotated(c, &c->recv, "receive");
+		return 0;
+	}
+	return fail(c, "unexpected record type %d", type);
+}
+
+/* ==== connection I/O ==================================================== */
+
+static int buf_alloc(struct conn *c, struct buf *b)
+{
+	if (!b->p && !(b->p = malloc(BUF_SIZE)))
+		return fail(c, "out of memory");
+	return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	if (b->p) {
+		wipe(b->p, BUF_SIZE);
+		free(b->p);
+	}
+	memset(b, 0, sizeof *b);
+}
+
+static int again(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+/* Seal pending control records, then as much plain data as fits. */
+static int tx_fill(struct conn *c, int readable)
+{
+	unsigned char *p;
+	ssize_t n;
+
+	for (;;) {
+		if (c->tx.off && BUF_SIZE - c->tx.len < REC_WIRE_MAX) {
+			memmove(c->tx.p, c->tx.p + c->tx.off,
+				c->tx.len - c->tx.off);
+			c->tx.len -= c->tx.off;
+			c->tx.off = 0;
+		}
+		if ((c->flags & F_CONTROL) && buf_alloc(c, &c->tx) < 0)
+			return -1;
+		while ((c->flags & F_CONTROL) &&
+		       BUF_SIZE - c->tx.len >= REC_CTRL_MAX) {
+			p = c->tx.p + c->tx.len;
+			if (c->flags & F_SEND_SWITCH) {
+				c->tx.len += rec_seal(&c->send, p, REC_SWITCH,
+						      0);
+				dir_step(&c->send, c->dh, 32, send_label);
+				wipe(c->dh, 32);
+				c->flags &= ~F_SEND_SWITCH;
+				rotated(c, &c->send, "send");
+			} else if (c->flags & F_SEND_ACCEPT) {
+				memcpy(p + 3, c->pub, 32);
+				c->tx.len += rec_seal(&c->send, p, REC_ACCEPT,
+						      32);
+				dir_step(&c->send, c->dh, 32, send_label);
+				c->flags &= ~F_SEND_ACCEPT;
+				rotated(c, &c->send, "send");
+			} else if (c->flags & F_SEND_OFFER) {
+				x25519_public(p + 3, c->eph);
+				c->tx.len += rec_seal(&c->send, p, REC_OFFER,
+						      32);
+				c->flags = (c->flags & ~F_SEND_OFFER) |
+					   F_OFFER;
+			} else {
+				c->tx.len += rec_seal(&c->send, p,
+						      REC_REQUEST, 0);
+				c->flags = (c->flags & ~F_SEND_REQUEST) |
+					   F_REQUESTED;
+			}
+		}
+		if (!readable || (c->flags & (F_CONTROL | F_TX_EOF)) ||
+		    c->state != S_OPEN || (c->tx.p &&
+		    BUF_SIZE - c->tx.len < REC_WIRE_MAX))
+			return 0;
+		if (buf_alloc(c, &c->tx) < 0)
+			return -1;
+		p = c->tx.p + c->tx.len;
+		n = recv(c->plain, p + 3, REC_PAYLOAD_MAX, 0);
+		if (n < 0) {
+			c->tx.hot = 0;
+			return again() ? 0 : fail(c, "%s: %s", plain_name,
+						  strerror(errno));
+		}
+		if (c->send.seq == UINT64_MAX - 1)
+			return fail(c, "record numbers exhausted");
+		if (n == 0) {
+			c->tx.len += rec_seal(&c->send, p, REC_EOF, 0);
+			c->flags |= F_TX_EOF;
+			c->tx.hot = 0;
+			return 0;
+		}
+		c->tx.len += rec_seal(&c->send, p, REC_DATA, (size_t)n);
+		c->rot_bytes += (uint64_t)n;
+		if (rotation_check(c) < 0)
+			return -1;
+		c->tx.hot = n == REC_PAYLOAD_MAX;
+		if (!c->tx.hot)
+			return 0; /* drained, most likely: save a recv() */
+	}
+}
+
+static int tx_flush(struct conn *c)
+{
+	ssize_t n;
+
+	while (c->tx.off < c->tx.len) {
+		n = send(c->link, c->tx.p + c->tx.off, c->tx.len - c->tx.off,
+			 MSG_NOSIGNAL);
+		if (n < 0)
+			return again() ? 0 : fail(c, "link: %s",
+						  strerror(errno));
+		c->tx.off += (size_t)n;
+	}
+	c->tx.off = c->tx.len = 0;
+	return 0;
+}
+
+static int link_read(struct conn *c)
+{
+	ssize_t n;
+	size_t room;
+
+	if (buf_alloc(c, &c->rx) < 0)
+		return -1;
+	room = BUF_SIZE - c->rx.len;
+	if (!room)
+		return 0;
+	n = recv(c->link, c->rx.p + c->rx.len, room, 0);
+	if (n < 0) {
+		c->rx.hot = 0;
+		return again() ? 0 : fail(c, "link: %s", strerror(errno));
+	}
+	if (n == 0)
+		c->flags |= F_LINK_EOF;
+	c->rx.len += (size_t)n;
+	c->rx.hot = (size_t)n == room;
+	return 0;
+}
+
+/* Hand pending plaintext to the plain side; after the EOF record, shut
+ * down its write side once everything before it is delivered. */
+static int plain_write(struct conn *c)
+{
+	ssize_t n;
+
+	while (c->out_len) {
+		n = send(c->plain, c->rx.p + c->out_off, c->out_len,
+			 MSG_NOSIGNAL);
+		if (n < 0)
+			return again() ? 0 : fail(c, "%s: %s", plain_name,
+						  strerror(errno));
+		c->out_off += (size_t)n;
+		c->out_len -= (size_t)n;
+	}
+	if ((c->flags & (F_RX_EOF | F_PLAIN_SHUT)) == F_RX_EOF) {
+		if (shutdown(c->plain, SHUT_WR) < 0 && errno != ENOTCONN)
+			return fail(c, "%s: %s", plain_name, strerror(errno));
+		c->flags |= F_PLAIN_SHUT;
+	}
+	return 0;
+}
+
+/* Parse what the link sent: the server hello, then records. */
+static int rx_process(struct conn *c)
+{
+	unsigned char *p;
+	size_t avail, len;
+	int type;
+
+	while (c->rx.p && !c->out_len) {
+		p = c->rx.p + c->rx.off;
+		avail = c->rx.len - c->rx.off;
+		if (c->state == S_HELLO) { /* client only */
+			if (avail < SERVER_HELLO_LEN)
+				break;
+			if (buf_alloc(c, &c->tx) < 0 ||
+			    client_finish(c, p) < 0)
+				return -1;
+			c->rx.off += SERVER_HELLO_LEN;
+			continue;
+		}
+		if (c->state != S_OPEN || avail < REC_HEAD)
+			break;
+		len = (size_t)p[0] << 8 | p[1];
+		if (len < 1 || len > 1 + REC_PAYLOAD_MAX)
+			return fail(c, "bad record length %lu",
+				    (unsigned long)len);
+		if (avail < REC_HEAD + len + REC_TAG)
+			break;
+		if (c->recv.seq == UINT64_MAX - 1)
+			return fail(c, "record numbers exhausted");
+		if (rec_open(&c->recv, p, len) < 0)
+			return fail(c, "authentication failed: record %llu "
+				    "does not verify (tampered?)",
+				    (unsigned long long)c->recv.seq - 1);
+		c->rx.off += REC_HEAD + len + REC_TAG;
+		type = p[2];
+		len--;
+		if ((c->flags & F_RX_EOF) && (IS_CLIENT || type == REC_DATA ||
+					      type == REC_EOF))
+			return fail(c, "record after end of stream");
+		if (type == REC_DATA && len) {
+			c->out_off = (size_t)(p + 3 - c->rx.p);
+			c->out_len = len;
+			c->rot_bytes += len;
+			if (plain_write(c) < 0 || rotation_check(c) < 0)
+				return -1;
+		} else if (type == REC_EOF && !len) {
+			c->flags |= F_RX_EOF;
+			if (IS_CLIENT) { /* no ACCEPT can follow now */
+				c->flags &= ~(F_OFFER | F_SEND_OFFER);
+				wipe(c->eph, 32);
+			}
+			if (plain_write(c) < 0)
+				return -1;
+			if (verbose)
+				logmsg(c, "end of stream from the peer");
+		} else if (rotation_record(c, type, p + 3, len) < 0) {
+			return -1;
+		}
+	}
+	if (c->rx.p && !c->out_len && c->rx.off) {
+		c->rx.len -= c->rx.off;
+		memmove(c->rx.p, c->rx.p + c->rx.off, c->rx.len);
+		c->rx.off = 0;
+	}
+	return 0;
+}
+
+/* ==== the connection table ============================================== */
+
+static struct conn *conn_new(void)
+{
+	int i;
+
+	for (i = 0; i < conn_max && conns[i].state != S_FREE; i++)
+		;
+	if (i == conn_max)
+		return NULL;
+	memset(&conns[i], 0, sizeof conns[i]);
+	conns[i].plain = conns[i].link = -1;
+	conns[i].id = ++conn_ids;
+	if (i >= conn_high)
+		conn_high = i + 1;
+	conn_count++;
+	return &conns[i];
+}
+
+static void close_fd(int fd, int reset)
+{
+	struct linger lg = {1, 0};
+
+	if (fd < 0)
+		return;
+	if (reset) /* RST, so the far side sees an error, not EOF */
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(fd);
+}
+
+/* The one teardown: every error path ends here. */
+static void conn_close(struct conn *c, int reset)
+{
+	if (verbose)
+		logmsg(c, reset ? "reset" : "closed");
+	close_fd(c->plain, reset);
+	close_fd(c->link, reset);
+	buf_free(&c->tx);
+	buf_free(&c->rx);
+	wipe(c, sizeof *c);
+	c->plain = c->link = -1;
+	c->state = S_FREE;
+	conn_count--;
+	while (conn_high > 0 && conns[conn_high - 1].state == S_FREE)
+		conn_high--;
+}
+
+/* Connect to the next address of SERVER/TARGET (the first when err is 0);
+ * the socket becomes c->link on the client and c->plain on the server. */
+static int conn_connect_next(struct conn *c, int err)
+{
+	int fd, *slot = IS_CLIENT ? &c->link : &c->plain;
+
+	if (*slot >= 0) {
+		close(*slot);
+		*slot = -1;
+		c->ai = c->ai->ai_next;
+	} else {
+		c->ai = remote_ai;
+	}
+	for (; c->ai; c->ai = c->ai->ai_next) {
+		if (err && verbose)
+			logmsg(c, "connect: %s", strerror(err));
+		fd = socket(c->ai->ai_family, SOCK_STREAM, 0);
+		if (fd < 0) {
+			err = errno;
+			if (err == EMFILE || err == ENFILE)
+				accept_paused_until = now + ACCEPT_PAUSE_MS;
+			continue;
+		}
+		set_nonblock(fd);
+		set_tcp_options(fd);
+		if (verbose)
+			logmsg(c, "connecting to %s", addr_str(c->ai));
+		if (connect(fd, c->ai->ai_addr, c->ai->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS) {
+			*slot = fd;
+			c->state = S_CONNECT;
+			c->deadline = now + timeout_ms;
+			return 0;
+		}
+		err = errno;
+		close(fd);
+	}
+	return fail(c, "cannot connect to %s: %s",
+		    IS_CLIENT ? "server" : "target",
+		    err ? strerror(err) : "timed out");
+}
+
+/* The outbound connect finished, well or not. */
+static int conn_connected(struct conn *c)
+{
+	int fd = IS_CLIENT ? c->link : c->plain, err = 0;
+	socklen_t len = sizeof err;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err)
+		return conn_connect_next(c, err);
+	if (verbose)
+		logmsg(c, "connected to %s", addr_str(c->ai));
+	if (IS_CLIENT) {
+		c->state = S_HELLO;
+		c->deadline = now + timeout_ms;
+		return client_hello(c);
+	}
+	c->state = S_OPEN;
+	c->deadline = 0;
+	return 0;
+}
+
+/* Finished both ways? The client closes the link first; the server waits
+ * for that FIN (up to the timeout), so no record is ever cut by an RST. */
+static int conn_finished(struct conn *c)
+{
+	unsigned all = F_TX_EOF | F_RX_EOF | F_PLAIN_SHUT;
+
+	if (c->state != S_OPEN || (c->flags & all) != all ||
+	    (c->flags & F_CONTROL) || c->tx.len || c->out_len)
+		return 0;
+	if (IS_CLIENT || (c->flags & F_LINK_EOF))
+		return 1;
+	if (!c->deadline)
+		c->deadline = now + timeout_ms;
+	return 0;
+}
+
+/* Do all the I/O the connection can do now. */
+static void conn_pump(struct conn *c, short plain_ev, short link_ev)
+{
+	int r = 0;
+
+	if (c->state == S_CONNECT) {
+		if ((IS_CLIENT ? link_ev : plain_ev) & (POLLOUT | POLLERR |
+							POLLHUP))
+			r = conn_connected(c);
+		if (r < 0 || c->state == S_CONNECT) {
+			if (r < 0)
+				conn_close(c, 1);
+			return;
+		}
+		plain_ev = link_ev = 0;
+	}
+	if (!IS_CLIENT && (c->state == S_HELLO || c->state == S_FINISH)) {
+		if (server_handshake(c) < 0)
+			conn_close(c, 1);
+		return;
+	}
+	if (link_ev & (POLLIN | POLLHUP | POLLERR))
+		r = link_read(c);
+	if (r == 0 && (plain_ev & POLLOUT))
+		r = plain_write(c);
+	if (r == 0)
+		r = rx_process(c);
+	if (r == 0)
+		r = tx_fill(c, plain_ev & (POLLIN | POLLHUP | POLLERR));
+	if (r == 0)
+		r = tx_flush(c);
+	if (r == 0 && (c->flags & F_LINK_EOF) && !c->out_len &&
+	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
+		r = fail(c, c->state == S_OPEN ?
+			 "link closed without end of stream (truncated)" :
+			 "authentication failed: server closed the link "
+			 "during the handshake (wrong key?)");
+	if (r == 0 && (c->flags & F_LINK_EOF) && !(c->flags & F_TX_EOF))
+		r = fail(c, "link closed by the peer while we were sending");
+	if (r < 0) {
+		conn_close(c, 1);
+		return;
+	}
+	if (conn_finished(c)) {
+		conn_close(c, 0);
+		return;
+	}
+	if (c->tx.p && !c->tx.len && !c->tx.hot)
+		buf_free(&c->tx);
+	if (c->rx.p && !c->rx.len && !c->rx.hot)
+		buf_free(&c->rx);
+}
+
+static void conn_timeout(struct conn *c)
+{
+	if (c->state == S_OPEN) /* server: all delivered, no FIN came */
+		conn_close(c, 0);
+	else if ((c->state == S_CONNECT ? conn_connect_next(c, ETIMEDOUT) :
+		  fail(c, "handshake timed out")) < 0)
+		conn_close(c, 1);
+}
+
+/* Poll interest follows buffer state: read only where there is room to
+ * put what is read, write only where something waits. */
+static void conn_events(struct conn *c, struct pollfd *pp, struct pollfd *pl)
+{
+	short pe = 0, le = 0;
+	int rx_room = !c->rx.p || c->rx.len < BUF_SIZE;
+	int tx_room = BUF_SIZE - (c->tx.len - c->tx.off) >= REC_WIRE_MAX;
+
+	if (c->state == S_CONNECT) {
+		if (IS_CLIENT)
+			le = POLLOUT;
+		else
+			pe = POLLOUT;
+	} else if (c->state != S_OPEN) {
+		le = POLLIN; /* handshake messages */
+	} else {
+		if (!(c->flags & (F_TX_EOF | F_CONTROL)) && tx_room)
+			pe |= POLLIN;
+		if (c->out_len)
+			pe |= POLLOUT;
+		if (!(c->flags & F_LINK_EOF) && rx_room)
+			le |= POLLIN;
+	}
+	if (c->tx.len > c->tx.off)
+		le |= POLLOUT;
+	/* An fd with no interest is left out: poll() would still report
+	 * POLLHUP for it, again and again. */
+	pp->fd = pe ? c->plain : -1;
+	pp->events = pe;
+	pl->fd = le ? c->link : -1;
+	pl->events = le;
+}
+
+/* ==== the event loop ==================================================== */
+
+static void accept_new(void)
+{
+	struct conn *c;
+	int fd, n;
+
+	for (n = 0; n < 64 && conn_count < conn_max; n++) {
+		fd = accept(listen_fd, NULL, NULL);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				logmsg(NULL, "accept: %s; pausing",
+				       strerror(errno));
+				accept_paused_until = now + ACCEPT_PAUSE_MS;
+			} else if (errno == ECONNABORTED || errno == EINTR) {
+				continue;
+			}
+			return;
+		}
+		set_nonblock(fd);
+		set_tcp_options(fd);
+		c = conn_new();
+		if (IS_CLIENT) {
+			c->plain = fd;
+			if (verbose)
+				logmsg(c, "new connection");
+			if (conn_connect_next(c, 0) < 0)
+				conn_close(c, 1);
+		} else {
+			c->link = fd;
+			c->state = S_HELLO;
+			c->deadline = now + timeout_ms;
+			if (verbose)
+				logmsg(c, "new connection");
+		}
+	}
+}
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void run(void)
+{
+	struct conn *c;
+	struct timespec ts;
+	sigset_t unblocked;
+	int64_t next, wait;
+	int i, n;
+
+	sigemptyset(&unblocked);
+	while (!stop_signal) {
+		now = clock_ms();
+		next = 0;
+		pfds[0].fd = -1;
+		if (conn_count < conn_max) {
+			if (now >= accept_paused_until)
+				pfds[0].fd = listen_fd;
+			else
+				next = accept_paused_until;
+		}
+		pfds[0].events = POLLIN;
+		for (i = 0; i < conn_high; i++) {
+			c = &conns[i];
+			if (c->state == S_FREE) {
+				pfds[1 + 2 * i].fd = pfds[2 + 2 * i].fd = -1;
+				continue;
+			}
+			conn_events(c, &pfds[1 + 2 * i], &pfds[2 + 2 * i]);
+			if (c->deadline && (!next || c->deadline < next))
+				next = c->deadline;
+		}
+		if (next) {
+			wait = next > now ? next - now : 0;
+			ts.tv_sec = (time_t)(wait / 1000);
+			ts.tv_nsec = (long)(wait % 1000) * 1000000;
+		}
+		/* SIGINT and SIGTERM are blocked except inside ppoll(), so
+		 * one cannot slip in between the check above and the wait. */
+		n = ppoll(pfds, 1 + 2 * (nfds_t)conn_high, next ? &ts : NULL,
+			  &unblocked);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			die(1, "poll: %s", strerror(errno));
+		}
+		now = clock_ms();
+		for (i = 0; i < conn_high; i++) {
+			c = &conns[i];
+			if (c->state == S_FREE)
+				continue;
+			if (pfds[1 + 2 * i].revents || pfds[2 + 2 * i].revents)
+				conn_pump(c, pfds[1 + 2 * i].revents,
+					  pfds[2 + 2 * i].revents);
+			else if (c->deadline && now >= c->deadline)
+				conn_timeout(c);
+		}
+		if (pfds[0].fd >= 0 && pfds[0].revents)
+			accept_new();
+	}
+}
+
+/* ==== crypto selection and self-test ==================================== */
+
+static const struct {
+	const char *name;
+	const br_block_ctr_class *(*get)(void);
+	const br_block_ctr_class *vtable;
+} aes_impls[] = {
+	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL},
+	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL},
+	{"ct64", NULL, &br_aes_ct64_ctr_vtable},
+	{"ct", NULL, &br_aes_ct_ctr_vtable},
+};
+
+static const struct {
+	const char *name;
+	br_ghash (*get)(void);
+	br_ghash fn;
+} ghash_impls[] = {
+	{"pclmul", br_ghash_pclmul_get, NULL},
+	{"pwr8", br_ghash_pwr8_get, NULL},
+	{"ctmul64", NULL, br_ghash_ctmul64},
+	{"ctmul", NULL, br_ghash_ctmul},
+	{"ctmul32", NULL, br_ghash_ctmul32},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const br_block_ctr_class *aes_get(size_t i)
+{
+	return aes_impls[i].get ? aes_impls[i].get() : aes_impls[i].vtable;
+}
+
+static br_ghash ghash_get(size_t i)
+{
+	return ghash_impls[i].get ? ghash_impls[i].get() : ghash_impls[i].fn;
+}
+
+/* The fastest constant-time code this CPU runs: hardware AES and carry-less
+ * multiply where present, else the 64-bit or 32-bit constant-time code. */
+static void crypto_select(void)
+{
+	size_t i;
+	int wide = sizeof(void *) >= 8;
+
+	for (i = 0; i < COUNT(aes_impls); i++)
+		if ((aes_impl = aes_get(i)) &&
+		    (wide || strcmp(aes_impls[i].name, "ct64")))
+			break;
+	aes_name = aes_impls[i].name;
+	for (i = 0; i < COUNT(ghash_impls); i++)
+		if ((ghash_impl = ghash_get(i)) &&
+		    (wide || strcmp(ghash_impls[i].name, "ctmul64")))
+			break;
+	ghash_name = ghash_impls[i].name;
+	ec_impl = br_ec_get_default();
+}
+
+static size_t unhex(unsigned char *out, const char *hex)
+{
+	size_t n = 0;
+	unsigned v;
+
+	for (; hex[0] && hex[1]; hex += 2) {
+		sscanf(hex, "%2x", &v);
+		out[n++] = (unsigned char)v;
+	}
+	return n;
+}
+
+static int check(int ok, const char *what, int loud)
+{
+	if (loud || !ok)
+		printf("%-44s %s\n", what, ok ? "ok" : "FAILED");
+	return !ok;
+}
+
+/* GCM test cases 4, 10 and 16 of McGrew and Viega's GCM paper (AES-128,
+ * 192, 256): encrypt, check tag, decrypt, and reject a flipped bit. */
+static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
+{
+	static const char *p_hex =
+		"d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d"
+		"8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657"
+		"ba637b39";
+	static const char *k_hex =
+		"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f94"
+		"67308308";
+	static const char *c_hex[] = {
+		"42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e23"
+		"29aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac97"
+		"3d58e091" "5bc94fbc3221a5db94fae95ae7121a47",
+		"3980ca0b3c00e841eb06fac4872a2757859e1ceaa6efd984628593b4"
+		"0ca1e19c7d773d00c144c525ac619d18c84a3f4718e2448b2fe324d9"
+		"ccda2710" "2519498e80f1478f37ba55bd6d27618c",
+		"522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd"
+		"2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0a"
+		"bcc9f662" "76fc6ece0f4e1768cddf8853bb2d551b",
+	};
+	unsigned char k[32], p[60], c[76], buf[60], tag[16], iv[12], aad[20];
+	br_aes_gen_ctr_keys keys;
+	br_gcm_context g;
+	int bad = 0, i;
+
+	unhex(k, k_hex);
+	unhex(p, p_hex);
+	unhex(iv, "cafebabefacedbaddecaf888");
+	unhex(aad, "feedfacedeadbeeffeedfacedeadbeefabaddad2");
+	for (i = 0; i < 3; i++) {
+		unhex(c, c_hex[i]);
+		aes->init(&keys.vtable, k, 16 + 8 * (size_t)i);
+		br_gcm_init(&g, &keys.vtable, gh);
+		br_gcm_reset(&g, iv, 12);
+		br_gcm_aad_inject(&g, aad, 20);
+		br_gcm_flip(&g);
+		memcpy(buf, p, 60);
+		br_gcm_run(&g, 1, buf, 60);
+		br_gcm_get_tag(&g, tag);
+		bad |= memcmp(buf, c, 60) || memcmp(tag, c + 60, 16);
+		br_gcm_reset(&g, iv, 12);
+		br_gcm_aad_inject(&g, aad, 20);
+		br_gcm_flip(&g);
+		br_gcm_run(&g, 0, buf, 60);
+		bad |= !br_gcm_check_tag(&g, c + 60) || memcmp(buf, p, 60);
+		c[17] ^= 4;
+		br_gcm_reset(&g, iv, 12);
+		br_gcm_aad_inject(&g, aad, 20);
+		br_gcm_flip(&g);
+		br_gcm_run(&g, 0, c, 60);
+		bad |= br_gcm_check_tag(&g, c + 60) != 0;
+	}
+	return !bad;
+}
+
+/* The record layer as used on the wire: seal, open, and refuse a record
+ * with one flipped bit, a wrong record number or a changed length. */
+static int selftest_records(void)
+{
+	static struct dir a, b; /* static: a dir holds AES round keys */
+	unsigned char r1[3 + 100 + REC_TAG], r2[sizeof r1];
+	size_t i, n, saved_len = key_len;
+	int ok = 1;
+
+	key_len = 32; /* the test runs before the real key is read */
+	for (i = 0; i < 32; i++)
+		a.secret[i] = b.secret[i] = (unsigned char)i;
+	a.seq = b.seq = 0;
+	dir_step(&a, NULL, 0, send_label);
+	dir_step(&b, NULL, 0, send_label);
+	for (i = 0; i < 100; i++)
+		r1[3 + i] = (unsigned char)i;
+	n = rec_seal(&a, r1, REC_DATA, 100);
+	memcpy(r2, r1, n);
+	ok &= n == sizeof r1 && rec_open(&b, r1, 101) == 0 && r1[2] == 0 &&
+	      r1[3 + 99] == 99;
+	r2[50] ^= 1; /* same record again, one bit flipped */
+	b.seq = 0;
+	ok &= rec_open(&b, r2, 101) < 0;
+	r2[50] ^= 1; /* intact, but replayed as record 1 */
+	ok &= rec_open(&b, r2, 101) < 0;
+	b.seq = 0;
+	r2[1] ^= 1; /* length changed */
+	ok &= rec_open(&b, r2, 101) < 0;
+	wipe(&a, sizeof a);
+	wipe(&b, sizeof b);
+	key_len = saved_len;
+	return ok;
+}
+
+/* Returns the number of failures; loud lists every check. */
+static int selftest(int loud)
+{
+	unsigned char a[64], b[64], c[64], d[64];
+	char what[64];
+	size_t i, j;
+	int bad = 0;
+
+	for (i = 0; i < COUNT(aes_impls); i++) {
+		for (j = 0; j < COUNT(ghash_impls); j++) {
+			if (!aes_get(i) || !ghash_get(j))
+				continue;
+			if (!loud && (aes_get(i) != aes_impl ||
+				      ghash_get(j) != ghash_impl))
+				continue;
+			snprintf(what, sizeof what, "AES-GCM 128/192/256 %s+%s",
+				 aes_impls[i].name, ghash_impls[j].name);
+			bad += check(selftest_gcm(aes_get(i), ghash_get(j)),
+				     what, loud);
+		}
+	}
+	if (loud)
+		for (i = 0; i < COUNT(aes_impls); i++)
+			if (!aes_get(i))
+				printf("%-44s not on this CPU\n",
+				       aes_impls[i].name);
+	/* RFC 7748, 5.2 (first vector) and 6.1 */
+	unhex(a, "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244"
+		 "ba449ac4");
+	unhex(b, "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6"
+		 "d0ab1c4c");
+	unhex(c, "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b40755"
+		 "77a28552");
+	bad += check(x25519(d, a, b) == 0 && !memcmp(c, d, 32),
+		     "X25519 RFC 7748 5.2", loud);
+	unhex(a, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba5"
+		 "1db92c2a");
+	unhex(b, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e14"
+		 "6f882b4f");
+	unhex(c, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c"
+		 "1e161742");
+	x25519_public(d, a);
+	bad += check(x25519(d + 32, a, b) == 0 && !memcmp(c, d + 32, 32) &&
+		     unhex(c, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d2638"
+			   "1af4eba4a98eaa9b4e6a") && !memcmp(c, d, 32),
+		     "X25519 RFC 7748 6.1", loud);
+	memset(b, 0, 32); /* a low-order point must be refused */
+	bad += check(x25519(d, a, b) < 0, "X25519 rejects a zero result",
+		     loud);
+	/* RFC 5869 test case 1, RFC 4231 test case 2 */
+	memset(a, 0x0b, 22);
+	unhex(b, "000102030405060708090a0b0c");
+	hkdf(d, 42, b, 13, a, 22, NULL, 0, "\xf0\xf1\xf2\xf3\xf4\xf5\xf6"
+	     "\xf7\xf8\xf9");
+	unhex(c, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56"
+		 "ecc4c5bf34007208d5b887185865");
+	bad += check(!memcmp(c, d, 42), "HKDF-SHA256 RFC 5869 1", loud);
+	hmac_sha256(d, "Jefe", 4, "what do ya want ", 16, "for nothing?", 12);
+	unhex(c, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b9"
+		 "64ec3843");
+	bad += check(!memcmp(c, d, 32), "HMAC-SHA256 RFC 4231 2", loud);
+	bad += check(selftest_records(), "records: seal, open, reject tamper",
+		     loud);
+	if (loud)
+		printf("selected: AES %s, GHASH %s, RDRAND %s\n", aes_name,
+		       ghash_name, use_rdrand ? "on" : "off");
+	return bad;
+}
+
+/* ==== keys ============================================================== */
+
+static void key_set(const void *k, size_t n, const char *from)
+{
+	if (n != 16 && n != 24 && n != 32)
+		die(2, "bad KEY (%s): %lu bytes; it must be exactly 16, 24 or "
+		    "32 bytes (AES-128/192/256)", from, (unsigned long)n);
+	memcpy(key, k, n);
+	key_len = n;
+	hkdf(hello_key, 32, "gstunnel1", 9, key, key_len, NULL, 0,
+	     "gstunnel1 client hello");
+}
+
+/* A key file holds the key's bytes; one trailing newline is ignored. */
+static void key_from_file(const char *path)
+{
+	unsigned char b[64];
+	size_t n = 0;
+	ssize_t r = 1;
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+
+	if (fd < 0)
+		die(2, "cannot read key file '%s': %s", path, strerror(errno));
+	while (n < sizeof b && r) {
+		r = read(fd, b + n, sizeof b - n);
+		if (r < 0 && errno != EINTR)
+			die(2, "cannot read key file '%s': %s", path,
+			    strerror(errno));
+		if (r > 0)
+			n += (size_t)r;
+	}
+	if (fd)
+		close(fd);
+	if (n == sizeof b)
+		die(2, "bad KEY (file '%s'): too long; it must be exactly 16, "
+		    "24 or 32 bytes", path);
+	if (n && b[n - 1] == '\n' && --n && b[n - 1] == '\r')
+		n--;
+	key_set(b, n, "file");
+	wipe(b, sizeof b);
+}
+
+/* -g: 32 characters from [A-Za-z0-9], about 190 bits. */
+static void key_generate(void)
+{
+	static const char abc[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char r[128];
+	char out[33];
+	size_t i, n = 0;
+
+	while (n < 32) {
+		if (rnd(r, sizeof r) < 0)
+			die(1, "no randomness");
+		for (i = 0; i < sizeof r && n < 32; i++)
+			if (r[i] < 248) /* 4 * 62: no modulo bias */
+				out[n++] = abc[r[i] % 62];
+	}
+	out[32] = '\n';
+	fwrite(out, 1, 33, stdout);
+	wipe(out, sizeof out);
+	wipe(r, sizeof r);
+}
+
+/* ==== main ============================================================== */
+
+static int listen_on(const struct addrinfo *ai)
+{
+	int fd, err = 0, one = 1;
+
+	for (; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, SOCK_STREAM, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, SOMAXCONN) == 0 && set_nonblock(fd) == 0)
+			return fd;
+		err = errno;
+		close(fd);
+	}
+	die(1, "cannot listen: %s", strerror(err));
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *key_file = NULL, *env;
+	struct addrinfo *listen_ai;
+	struct sigaction sa;
+	struct rlimit rl;
+	sigset_t block;
+	unsigned char probe[16];
+	long n_opt = 0;
+	int opt, gen = 0, test_all = 0, i, fd_room;
+
+	while ((opt = getopt(argc, argv, "hVvgSn:t:r:k:")) != -1) {
+		switch (opt) {
+		case 'h':
+			usage(0);
+			break;
+		case 'V':
+			printf(PROG " " VERSION "\n");
+			return 0;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'g':
+			gen = 1;
+			break;
+		case 'S':
+			test_all = 1;
+			break;
+		case 'n':
+			n_opt = parse_num(optarg, 1, 1000000, "-n MAXCONN");
+			break;
+		case 't':
+			timeout_ms = 1000 * (int)parse_num(optarg, 1, 3600,
+							   "-t SECONDS");
+			break;
+		case 'r':
+			rotate_ms = 1000 * (int64_t)parse_num(optarg, 0, 86400,
+							      "-r SECONDS");
+			break;
+		case 'k':
+			key_file = optarg;
+			break;
+		default:
+			usage(2);
+		}
+	}
+
+	env = getenv("GSTUNNEL_NO_RDRAND");
+	if ((env && *env && strcmp(env, "0")) || !rdrand_supported())
+		use_rdrand = 0;
+	if (os_random(probe, sizeof probe) < 0)
+		die(1, "no working OS random source (getrandom, /dev/urandom)"
+		       ": refusing to run");
+	wipe(probe, sizeof probe);
+	crypto_select();
+	if (test_all)
+		return selftest(1) ? 1 : 0;
+	if (selftest(0))
+		die(1, "crypto self-test failed: refusing to run");
+	if (gen) {
+		key_generate();
+		return 0;
+	}
+
+	argc -= optind;
+	argv += optind;
+	if (argc < 2)
+		die(2, "missing %s argument (see -h)", argc ? (IS_CLIENT ?
+		    "SERVER" : "TARGET") : "LISTEN");
+	if (argc > 3)
+		die(2, "unexpected argument '%s' (see -h)", argv[3]);
+	if (argc == 3 && key_file)
+		die(2, "KEY given twice: as an argument and with -k");
+	env = getenv("GSTUNNEL_KEY");
+	if (argc == 3) {
+		key_set(argv[2], strlen(argv[2]), "argument");
+		/* Gone from /proc/PID/cmdline from here on. */
+		wipe(argv[2], strlen(argv[2]));
+	} else if (key_file) {
+		key_from_file(key_file);
+	} else if (env) {
+		key_set(env, strlen(env), "GSTUNNEL_KEY");
+		wipe((char *)env, strlen(env));
+	} else {
+		die(2, "missing KEY: give it as an argument, with -k FILE or "
+		       "in GSTUNNEL_KEY");
+	}
+	remote_ai = resolve(argv[1], 0, IS_CLIENT ? "SERVER" : "TARGET");
+	listen_ai = resolve(argv[0], 1, "LISTEN");
+
+	/* Two fds per connection: take what the hard limit allows. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	fd_room = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 ?
+		  1000000 : (int)rl.rlim_cur;
+	fd_room = fd_room > 32 ? (fd_room - 16) / 2 : 1;
+	conn_max = n_opt ? (int)n_opt : fd_room < CONN_MAX_DEFAULT ? fd_room :
+		   CONN_MAX_DEFAULT;
+	if (conn_max > fd_room)
+		logmsg(NULL, "warning: -n %d needs more fds than the limit "
+		       "allows (%d connections); accepting will pause at the "
+		       "limit", conn_max, fd_room);
+	conns = calloc((size_t)conn_max, sizeof *conns);
+	pfds = calloc(1 + 2 * (size_t)conn_max, sizeof *pfds);
+	if (!conns || !pfds)
+		die(1, "out of memory for %d connections", conn_max);
+
+	listen_fd = listen_on(listen_ai);
+	if (verbose) {
+		logmsg(NULL, "listening on %s", addr_str(listen_ai));
+		logmsg(NULL, "%s %s; AES-%u: AES %s, GHASH %s, RDRAND %s; "
+		       "at most %d connections", IS_CLIENT ? "server" :
+		       "target", addr_str(remote_ai), (unsigned)key_len * 8,
+		       aes_name, ghash_name, use_rdrand ? "on" : "off",
+		       conn_max);
+	}
+	freeaddrinfo(listen_ai);
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+
+	run();
+
+	if (verbose)
+		logmsg(NULL, "signal %d: closing %d connections and exiting",
+		       (int)stop_signal, conn_count);
+	for (i = 0; i < conn_high; i++)
+		if (conns[i].state != S_FREE)
+			conn_close(&conns[i], 1);
+	close(listen_fd);
+	wipe(key, sizeof key);
+	wipe(hello_key, sizeof hello_key);
+	freeaddrinfo(remote_ai);
+	free(conns);
+	free(pfds);
+	return 0;
+}
