@@ -161,7 +161,8 @@ struct conn {
 	unsigned char state, hs_len;
 	unsigned flags;
 	unsigned long id;
-	int64_t deadline; /* ms on the monotonic clock; 0: none */
+	int64_t since;    /* when accepted (ms on the monotonic clock) */
+	int64_t deadline; /* when the current wait times out; 0: none */
 	const struct addrinfo *ai; /* address being connected to */
 	struct buf tx, rx;
 	size_t out_off, out_len;
@@ -247,10 +248,10 @@ static void die(int code, const char *fmt, ...)
 	exit(code);
 }
 
-static void usage(int code)
+static void usage(void)
 {
-	fputs(usage_text, code ? stderr : stdout);
-	exit(code);
+	fputs(usage_text, stdout);
+	exit(0);
 }
 
 static void logmsg(const struct conn *c, const char *fmt, ...)
@@ -1095,6 +1096,7 @@ static struct conn *conn_new(void)
 	memset(&conns[i], 0, sizeof conns[i]);
 	conns[i].plain = conns[i].link = -1;
 	conns[i].id = ++conn_ids;
+	conns[i].since = now;
 	if (i >= conn_high)
 		conn_high = i + 1;
 	conn_count++;
@@ -1140,16 +1142,25 @@ static int conn_connect_next(struct conn *c, int err)
 		*slot = -1;
 		c->ai = c->ai->ai_next;
 	} else {
-		c->ai = remote_ai;
+		c->ai = remote_ai; /* first try, or again after EMFILE */
 	}
 	for (; c->ai; c->ai = c->ai->ai_next) {
 		if (err && verbose)
 			logmsg(c, "connect: %s", strerror(err));
 		fd = socket(c->ai->ai_family, SOCK_STREAM, 0);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
+		    now - c->since < timeout_ms) {
+			/* Out of fds: accept no more, and try this one
+			 * again shortly (conn_timeout) instead of failing. */
+			logmsg(c, "socket: %s; waiting", strerror(errno));
+			accept_paused_until = now + ACCEPT_PAUSE_MS;
+			c->ai = NULL;
+			c->state = S_CONNECT;
+			c->deadline = now + ACCEPT_PAUSE_MS / 4;
+			return 0;
+		}
 		if (fd < 0) {
 			err = errno;
-			if (err == EMFILE || err == ENFILE)
-				accept_paused_until = now + ACCEPT_PAUSE_MS;
 			continue;
 		}
 		set_nonblock(fd);
@@ -1743,10 +1754,10 @@ int main(int argc, char **argv)
 	long n_opt = 0;
 	int opt, gen = 0, test_all = 0, i, fd_room;
 
-	while ((opt = getopt(argc, argv, "hVvgSn:t:r:k:")) != -1) {
+	while ((opt = getopt(argc, argv, ":hVvgSn:t:r:k:")) != -1) {
 		switch (opt) {
 		case 'h':
-			usage(0);
+			usage();
 			break;
 		case 'V':
 			printf(PROG " " VERSION "\n");
@@ -1774,8 +1785,11 @@ int main(int argc, char **argv)
 		case 'k':
 			key_file = optarg;
 			break;
+		case ':':
+			die(2, "option -%c needs a value (see -h)", optopt);
+			break;
 		default:
-			usage(2);
+			die(2, "unknown option '-%c' (see -h)", optopt);
 		}
 	}
 

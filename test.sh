@@ -1,0 +1,1351 @@
+#!/bin/sh
+# test.sh - gstunnel's tests: real binaries, real sockets, loopback only.
+#
+#   ./test.sh [-l] [NAME...]
+#
+#   -l    also run the long soak (rotation under load for 5 minutes)
+#   NAME  run only the test groups whose name contains NAME
+#
+# GSTUNNEL_CLIENT / GSTUNNEL_SERVER name the binaries (default: ./gstunnel_*),
+# so the same tests rerun on sanitizer or valgrind builds; PORT_BASE (24000)
+# moves every port. The python helper (Debian's /usr/bin/python3) is at the
+# bottom of this file. Every wait is bounded; every process started here is
+# stopped by PID. The last line is "N passed, N failed, N skipped".
+
+set -u
+cd "$(dirname "$0")" || exit 2
+CLIENT=${GSTUNNEL_CLIENT:-$PWD/gstunnel_client}
+SERVER=${GSTUNNEL_SERVER:-$PWD/gstunnel_server}
+PY=${PY:-/usr/bin/python3}
+P=${PORT_BASE:-24000}
+LONG=0
+if [ "${1:-}" = -l ]; then LONG=1; shift; fi
+ONLY="$*"
+
+T=$(mktemp -d) || exit 2
+pids=""
+passed=0 failed=0 skipped=0
+KEY=0123456789abcdef0123456789abcdef
+
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	for p in $pids; do wait "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+sed -n '/^#--- t.py ---$/,/^#--- end ---$/p' "$0" >"$T/t.py"
+
+ok() { passed=$((passed + 1)); echo "ok      $*"; }
+no() { failed=$((failed + 1)); echo "FAILED  $*"; }
+skip() { skipped=$((skipped + 1)); echo "skipped $*"; }
+# check NAME CMD...: pass when CMD succeeds; show its output when it fails
+check() {
+	name=$1; shift
+	if "$@" >"$T/out" 2>&1; then ok "$name"; else
+		no "$name"; sed 's/^/        | /' "$T/out" | tail -n 8; fi
+}
+t() { "$PY" "$T/t.py" "$@"; }
+want() { case " $ONLY " in "  ") return 0 ;; esac
+	for w in $ONLY; do case $1 in *"$w"*) return 0 ;; esac; done; return 1; }
+
+# bg LOG CMD...: start CMD in the background, its PID in $last
+bg() { log=$1; shift; "$@" >>"$log" 2>&1 & last=$!; pids="$pids $last"; }
+stop() { # stop PID: SIGTERM, then wait at most 5 s
+	kill "$1" 2>/dev/null
+	i=0; while [ $i -lt 50 ] && alive "$1"; do sleep 0.1; i=$((i + 1)); done
+	kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
+}
+alive() { # a zombie is not alive
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+listening() { # listening PORT: within 5 s
+	h=$(printf ':%04X$' "$1"); i=0
+	while [ $i -lt 50 ]; do
+		cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+			awk -v h="$h" '$2 ~ h && $4 == "0A" { f = 1 } END { exit !f }' &&
+			return 0
+		sleep 0.1; i=$((i + 1))
+	done
+	echo "nothing listens on port $1"; return 1
+}
+fds() { ls "/proc/$1/fd" | wc -l; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+# wait_for N CMD...: retry CMD for up to N tenths of a second
+wait_for() { n=$1; shift; i=0
+	while [ $i -lt "$n" ]; do "$@" && return 0; sleep 0.1; i=$((i + 1)); done
+	"$@"; }
+
+# pair NAME CPORT SPORT TARGET [-- opts]: a server and a client in front of
+# TARGET; their PIDs in $spid and $cpid, logs in $T/NAME.[cs].log
+pair() {
+	name=$1 cp=$2 sp=$3 tg=$4; shift 4
+	bg "$T/$name.s.log" "$SERVER" ${SOPT:-} 127.0.0.1:"$sp" "$tg" "${SKEY:-$KEY}"
+	spid=$last
+	bg "$T/$name.c.log" "$CLIENT" ${COPT:-} 127.0.0.1:"$cp" 127.0.0.1:"$sp" "$KEY"
+	cpid=$last
+	listening "$sp" >/dev/null && listening "$cp" >/dev/null
+}
+
+ECHO=$((P + 1)) MUX=$((P + 2))
+
+# ---- applications: HTTP proxy, SOCKS5 proxy, mail ----------------------
+APPS_PY=${APPS_PY:-/usr/bin/python3}
+
+_ap_log() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- helpers
+_ap_ports() {
+    _ap_base=${PORT_BASE:-23000}
+    _ap_origin_port=$((_ap_base + 1))
+    _ap_squid_port=$((_ap_base + 2))
+    _ap_socks_port=$((_ap_base + 3))
+    _ap_smtp_port=$((_ap_base + 4))
+}
+
+# _ap_alive PID: true if PID exists and is not a zombie
+_ap_alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    _ap_st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    case $_ap_st in
+        Z|X|'') return 1 ;;
+    esac
+    return 0
+}
+
+# _ap_port_open PORT: true if something accepts TCP on 127.0.0.1:PORT
+_ap_port_open() {
+    "$APPS_PY" -c '
+import socket, sys
+s = socket.socket()
+s.settimeout(0.5)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+except Exception:
+    sys.exit(1)
+s.close()
+' "$1" 2>/dev/null
+}
+
+# _ap_wait_port PORT PID MAXITER: poll (0.1 s steps) until PORT accepts;
+# fails early if PID (if non-empty) died.
+_ap_wait_port() {
+    _ap_i=0
+    while [ "$_ap_i" -lt "$3" ]; do
+        if _ap_port_open "$1"; then return 0; fi
+        if [ -n "$2" ] && ! _ap_alive "$2"; then return 2; fi
+        sleep 0.1
+        _ap_i=$((_ap_i + 1))
+    done
+    return 1
+}
+
+# _ap_kill PID...: TERM, wait up to 5 s, then KILL; reap.
+_ap_kill() {
+    for _ap_p in "$@"; do
+        [ -n "$_ap_p" ] || continue
+        # children first (e.g. helper processes), by parent PID
+        pkill -TERM -P "$_ap_p" 2>/dev/null || :
+        kill -TERM "$_ap_p" 2>/dev/null || :
+        _ap_i=0
+        while [ "$_ap_i" -lt 50 ] && _ap_alive "$_ap_p"; do
+            sleep 0.1
+            _ap_i=$((_ap_i + 1))
+        done
+        if _ap_alive "$_ap_p"; then
+            pkill -KILL -P "$_ap_p" 2>/dev/null || :
+            kill -KILL "$_ap_p" 2>/dev/null || :
+            sleep 0.1
+        fi
+        wait "$_ap_p" 2>/dev/null || :
+    done
+}
+
+_ap_sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+
+_ap_token() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
+
+_ap_tail() {  # _ap_tail FILE: last lines of a log, indented, to stderr
+    if [ -s "$1" ]; then tail -n 5 "$1" | sed 's/^/    | /' >&2; fi
+}
+
+_ap_need() {  # _ap_need CMD...: fail if a command is missing
+    for _ap_c in "$@"; do
+        if ! command -v "$_ap_c" >/dev/null 2>&1; then
+            _ap_log "$_ap_fn: FAIL: missing command $_ap_c (see PACKAGES)"
+            return 1
+        fi
+    done
+}
+
+_ap_port_free() {  # _ap_port_free PORT: fail if something already listens
+    if _ap_port_open "$1"; then
+        _ap_log "$_ap_fn: FAIL: port $1 already in use (stale process? change PORT_BASE)"
+        return 1
+    fi
+}
+
+_ap_tunnel() {  # _ap_tunnel TARGET: tunnel_up + bounded wait for the entry port
+    if [ -z "${TUNNEL_PORT:-}" ]; then
+        _ap_log "$_ap_fn: FAIL: TUNNEL_PORT is not set"
+        return 1
+    fi
+    if ! tunnel_up "$1"; then
+        _ap_tunnel_on=1   # let tunnel_down clean up whatever was started
+        _ap_log "$_ap_fn: FAIL: tunnel_up $1 failed"
+        return 1
+    fi
+    _ap_tunnel_on=1
+    if ! _ap_wait_port "$TUNNEL_PORT" "" 50; then
+        _ap_log "$_ap_fn: FAIL: tunnel entry 127.0.0.1:$TUNNEL_PORT not accepting after 5 s"
+        return 1
+    fi
+}
+
+# Origin HTTP server serving $1 (a dir) on 127.0.0.1:$2 and, when the host
+# has it, [::1]:$2 too (so "localhost" works whatever it resolves to).
+# Sets _ap_origin_pid.  Log in $3.
+_ap_origin_start() {
+    "$APPS_PY" -c '
+import functools, http.server, socket, sys, threading
+d, port = sys.argv[1], int(sys.argv[2])
+H = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
+class S4(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+class S6(S4):
+    address_family = socket.AF_INET6
+srvs = [S4(("127.0.0.1", port), H)]
+try:
+    srvs.append(S6(("::1", port), H))
+except OSError as e:
+    sys.stderr.write("origin: no [::1]:%d (%s), IPv4 only\n" % (port, e))
+for s in srvs[1:]:
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+sys.stderr.write("origin: serving %s on port %d\n" % (d, port))
+sys.stderr.flush()
+srvs[0].serve_forever()
+' "$1" "$2" </dev/null >"$3" 2>&1 &
+    _ap_origin_pid=$!
+    _ap_wait_port "$2" "$_ap_origin_pid" 50
+    case $? in
+        0) return 0 ;;
+        2) _ap_log "$_ap_fn: FAIL: origin HTTP server exited"; _ap_tail "$3"; return 1 ;;
+        *) _ap_log "$_ap_fn: FAIL: origin HTTP server not listening on $2 after 5 s"; _ap_tail "$3"; return 1 ;;
+    esac
+}
+
+_ap_mkfile() {  # _ap_mkfile DIR: 1 MiB random file DIR/file
+    if ! head -c 1048576 /dev/urandom >"$1/file" 2>/dev/null; then
+        _ap_log "$_ap_fn: FAIL: cannot create test file"
+        return 1
+    fi
+}
+
+_ap_begin() {  # common state reset
+    _ap_fn=$1
+    _ap_dir=
+    _ap_pids=
+    _ap_origin_pid=
+    _ap_tunnel_on=
+    _ap_squid_svc=
+    _ap_t0=$(date +%s)
+}
+
+_ap_end() {  # _ap_end RC: stop everything, remove temp dir, report
+    _ap_rc=$1
+    if [ -n "$_ap_tunnel_on" ]; then
+        tunnel_down || :
+        _ap_tunnel_on=
+    fi
+    # shellcheck disable=SC2086
+    _ap_kill $_ap_pids $_ap_origin_pid
+    _ap_pids=
+    _ap_origin_pid=
+    if [ -n "$_ap_dir" ] && [ -d "$_ap_dir" ]; then
+        if [ "${APPS_KEEP:-0}" = 1 ]; then
+            _ap_log "$_ap_fn: kept $_ap_dir"
+        else
+            rm -rf "$_ap_dir"
+        fi
+    fi
+    _ap_dir=
+    if [ -n "$_ap_squid_svc" ]; then   # squid removes these itself, unless killed
+        rm -f /dev/shm/"$_ap_squid_svc"-*.shm 2>/dev/null || :
+        _ap_squid_svc=
+    fi
+    if [ "$_ap_rc" -eq 0 ]; then
+        echo "$_ap_fn: ok ($(( $(date +%s) - _ap_t0 )) s)"
+    else
+        _ap_log "$_ap_fn: failed after $(( $(date +%s) - _ap_t0 )) s"
+    fi
+    return "$_ap_rc"
+}
+
+# ---------------------------------------------------------------- app_http
+_ap_http_body() {
+    _ap_need curl squid sha256sum "$APPS_PY" || return 1
+    _ap_ports
+    _ap_port_free "$_ap_origin_port" || return 1
+    _ap_port_free "$_ap_squid_port" || return 1
+    _ap_dir=$(mktemp -d) || { _ap_log "app_http: FAIL: mktemp"; return 1; }
+    mkdir "$_ap_dir/www" "$_ap_dir/squid" || return 1
+    _ap_mkfile "$_ap_dir/www" || return 1
+    _ap_origin_start "$_ap_dir/www" "$_ap_origin_port" "$_ap_dir/origin.log" || return 1
+
+    # Squid refuses to keep running as root: it drops to cache_effective_user,
+    # which must be able to reach and write its log/pid directory.
+    _ap_sq=$_ap_dir/squid
+    _ap_squser=
+    if [ "$(id -u)" -eq 0 ]; then
+        for _ap_u in proxy nobody; do
+            if id "$_ap_u" >/dev/null 2>&1; then _ap_squser=$_ap_u; break; fi
+        done
+        if [ -z "$_ap_squser" ]; then
+            _ap_log "app_http: FAIL: no unprivileged user (proxy/nobody) for squid"
+            return 1
+        fi
+        chmod 711 "$_ap_dir"
+        chown "$_ap_squser" "$_ap_sq"
+    fi
+    {
+        echo "http_port 127.0.0.1:$_ap_squid_port"
+        echo "visible_hostname gstunnel-test"
+        [ -n "$_ap_squser" ] && echo "cache_effective_user $_ap_squser"
+        echo "pid_filename $_ap_sq/squid.pid"
+        echo "cache_log $_ap_sq/cache.log"
+        echo "access_log stdio:$_ap_sq/access.log"
+        echo "cache_store_log none"
+        echo "logfile_rotate 0"
+        echo "coredump_dir $_ap_sq"
+        echo "netdb_filename none"
+        echo "cache deny all"
+        echo "cache_mem 8 MB"
+        echo "max_filedescriptors 1024"
+        echo "pinger_enable off"
+        echo "dns_nameservers 127.0.0.1"
+        echo "shutdown_lifetime 0 seconds"
+        echo "acl lo_src src 127.0.0.1/32 ::1"
+        echo "acl lo_dst dst 127.0.0.1/32 ::1"
+        echo "http_access allow lo_src lo_dst"
+        echo "http_access deny all"
+    } >"$_ap_sq/squid.conf"
+
+    # -n: own service name, so squid's shared-memory segments
+    # (/dev/shm/<service>-cf__*.shm, created O_EXCL) and its identity never
+    # clash with a system squid (service "squid") or a concurrent run.
+    _ap_squid_svc=gstunnel${_ap_squid_port}
+    rm -f /dev/shm/"$_ap_squid_svc"-*.shm 2>/dev/null || :  # stale, from a kill -9
+    squid -N -n "$_ap_squid_svc" -f "$_ap_sq/squid.conf" \
+        </dev/null >"$_ap_sq/stdout.log" 2>&1 &
+    _ap_pids="$_ap_pids $!"
+    _ap_squid_pid=$!
+    # squid 5.7 usually listens after ~0.5-1.5 s; allow 10 s
+    _ap_wait_port "$_ap_squid_port" "$_ap_squid_pid" 100
+    case $? in
+        0) ;;
+        2) _ap_log "app_http: FAIL: squid exited at startup"
+           _ap_tail "$_ap_sq/stdout.log"; _ap_tail "$_ap_sq/cache.log"; return 1 ;;
+        *) _ap_log "app_http: FAIL: squid not listening on $_ap_squid_port after 10 s"
+           _ap_tail "$_ap_sq/cache.log"; return 1 ;;
+    esac
+
+    _ap_tunnel "$_ap_squid_port" || return 1
+
+    _ap_url="http://127.0.0.1:$_ap_origin_port/file"
+    if ! curl -sS --max-time 20 --connect-timeout 5 --noproxy '' -f \
+            -x "http://127.0.0.1:$TUNNEL_PORT" -D "$_ap_dir/headers" \
+            -o "$_ap_dir/out" "$_ap_url" 2>"$_ap_dir/curl.err"; then
+        _ap_log "app_http: FAIL: curl via tunnel->squid: $(head -c 300 "$_ap_dir/curl.err")"
+        return 1
+    fi
+    if [ "$(_ap_sha "$_ap_dir/out")" != "$(_ap_sha "$_ap_dir/www/file")" ]; then
+        _ap_log "app_http: FAIL: sha256 mismatch ($(wc -c <"$_ap_dir/out") bytes received)"
+        return 1
+    fi
+    # Proof that squid handled it: its Via header, and its access log line.
+    if ! grep -qi '^Via:.*squid' "$_ap_dir/headers"; then
+        _ap_log "app_http: FAIL: response has no squid Via header"
+        return 1
+    fi
+    _ap_i=0
+    while [ "$_ap_i" -lt 30 ]; do   # log line is written at transaction end
+        if grep -q "/200 .* GET $_ap_url " "$_ap_sq/access.log" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+        _ap_i=$((_ap_i + 1))
+    done
+    _ap_log "app_http: FAIL: no 'GET $_ap_url' 200 line in squid access.log"
+    _ap_tail "$_ap_sq/access.log"
+    return 1
+}
+
+app_http() {
+    _ap_begin app_http
+    _ap_http_body && _ap_rc=0 || _ap_rc=$?
+    _ap_end "$_ap_rc"
+}
+
+# ---------------------------------------------------------------- app_socks
+_ap_socks_body() {
+    _ap_need curl microsocks sha256sum "$APPS_PY" || return 1
+    _ap_ports
+    _ap_port_free "$_ap_origin_port" || return 1
+    _ap_port_free "$_ap_socks_port" || return 1
+    _ap_dir=$(mktemp -d) || { _ap_log "app_socks: FAIL: mktemp"; return 1; }
+    mkdir "$_ap_dir/www" || return 1
+    _ap_mkfile "$_ap_dir/www" || return 1
+    _ap_origin_start "$_ap_dir/www" "$_ap_origin_port" "$_ap_dir/origin.log" || return 1
+
+    microsocks -i 127.0.0.1 -p "$_ap_socks_port" </dev/null >"$_ap_dir/microsocks.log" 2>&1 &
+    _ap_pids="$_ap_pids $!"
+    _ap_wait_port "$_ap_socks_port" "$!" 50
+    case $? in
+        0) ;;
+        2) _ap_log "app_socks: FAIL: microsocks exited"; _ap_tail "$_ap_dir/microsocks.log"; return 1 ;;
+        *) _ap_log "app_socks: FAIL: microsocks not listening on $_ap_socks_port after 5 s"; return 1 ;;
+    esac
+
+    _ap_tunnel "$_ap_socks_port" || return 1
+
+    if ! curl -sS --max-time 20 --connect-timeout 5 --noproxy '' -f \
+            --socks5-hostname "127.0.0.1:$TUNNEL_PORT" \
+            -o "$_ap_dir/out" "http://localhost:$_ap_origin_port/file" 2>"$_ap_dir/curl.err"; then
+        _ap_log "app_socks: FAIL: curl via tunnel->microsocks: $(head -c 300 "$_ap_dir/curl.err")"
+        _ap_tail "$_ap_dir/microsocks.log"
+        return 1
+    fi
+    if [ "$(_ap_sha "$_ap_dir/out")" != "$(_ap_sha "$_ap_dir/www/file")" ]; then
+        _ap_log "app_socks: FAIL: sha256 mismatch ($(wc -c <"$_ap_dir/out") bytes received)"
+        return 1
+    fi
+    # Proof that microsocks resolved and connected it: its per-client log line
+    # "client[N] 127.0.0.1: connected to localhost:PORT".
+    _ap_i=0
+    while [ "$_ap_i" -lt 30 ]; do
+        if grep -q "connected to localhost:$_ap_origin_port" "$_ap_dir/microsocks.log" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+        _ap_i=$((_ap_i + 1))
+    done
+    _ap_log "app_socks: FAIL: microsocks did not log 'connected to localhost:$_ap_origin_port'"
+    _ap_tail "$_ap_dir/microsocks.log"
+    return 1
+}
+
+app_socks() {
+    _ap_begin app_socks
+    _ap_socks_body && _ap_rc=0 || _ap_rc=$?
+    _ap_end "$_ap_rc"
+}
+
+# ---------------------------------------------------------------- app_smtp
+_ap_smtp_body() {
+    _ap_need swaks "$APPS_PY" || return 1
+    if ! "$APPS_PY" -c 'import aiosmtpd' 2>/dev/null; then
+        _ap_log "app_smtp: FAIL: $APPS_PY cannot import aiosmtpd (apt-get install python3-aiosmtpd)"
+        return 1
+    fi
+    _ap_ports
+    _ap_port_free "$_ap_smtp_port" || return 1
+    _ap_dir=$(mktemp -d) || { _ap_log "app_smtp: FAIL: mktemp"; return 1; }
+
+    # Mailbox handler writes each message into a Maildir ($_ap_dir/mail/new/).
+    # -n: do not setuid to nobody (needed when run as root, harmless otherwise).
+    "$APPS_PY" -m aiosmtpd -n -l "127.0.0.1:$_ap_smtp_port" \
+        -c aiosmtpd.handlers.Mailbox "$_ap_dir/mail" \
+        </dev/null >"$_ap_dir/smtpd.log" 2>&1 &
+    _ap_pids="$_ap_pids $!"
+    _ap_wait_port "$_ap_smtp_port" "$!" 50
+    case $? in
+        0) ;;
+        2) _ap_log "app_smtp: FAIL: aiosmtpd exited"; _ap_tail "$_ap_dir/smtpd.log"; return 1 ;;
+        *) _ap_log "app_smtp: FAIL: aiosmtpd not listening on $_ap_smtp_port after 5 s"; return 1 ;;
+    esac
+
+    _ap_tunnel "$_ap_smtp_port" || return 1
+
+    _ap_tok=$(_ap_token)
+    if ! timeout 25 swaks --server 127.0.0.1 --port "$TUNNEL_PORT" --timeout 10 \
+            --helo localhost --to a@example.test --from b@example.test \
+            --header "Subject: gstunnel-$_ap_tok" \
+            --body "gstunnel test body $_ap_tok" \
+            >"$_ap_dir/swaks.log" 2>&1; then
+        _ap_log "app_smtp: FAIL: swaks via tunnel failed"
+        _ap_tail "$_ap_dir/swaks.log"
+        return 1
+    fi
+    _ap_i=0
+    while [ "$_ap_i" -lt 30 ]; do
+        for _ap_m in "$_ap_dir"/mail/new/*; do
+            [ -f "$_ap_m" ] || continue
+            if grep -q "^Subject: gstunnel-$_ap_tok" "$_ap_m" &&
+               grep -q "^gstunnel test body $_ap_tok" "$_ap_m"; then
+                return 0
+            fi
+        done
+        sleep 0.1
+        _ap_i=$((_ap_i + 1))
+    done
+    _ap_log "app_smtp: FAIL: no stored message with token $_ap_tok in subject and body"
+    _ap_tail "$_ap_dir/smtpd.log"
+    return 1
+}
+
+app_smtp() {
+    _ap_begin app_smtp
+    _ap_smtp_body && _ap_rc=0 || _ap_rc=$?
+    _ap_end "$_ap_rc"
+}
+
+# ---- the targets: echo on $ECHO, the mode server on $MUX -----------------
+bg "$T/serve.log" "$PY" "$T/t.py" serve "$T/target.log" "$ECHO" "$MUX"
+listening "$ECHO" >/dev/null && listening "$MUX" >/dev/null ||
+	{ echo "test targets did not start"; cat "$T/serve.log" "$T/target.log"; exit 1; }
+accepts() { grep -c '^accept' "$T/target.log"; }
+
+# A: to the echo target; B: to the mode server
+pair A $((P + 12)) $((P + 11)) 127.0.0.1:$ECHO; A_C=$cpid A_S=$spid
+pair B $((P + 14)) $((P + 13)) 127.0.0.1:$MUX; B_C=$cpid B_S=$spid
+CA=$((P + 12)) CB=$((P + 14)) SB=$((P + 13))
+
+# The rotation tests stream for 30 s: they run beside the others.
+if want rotation; then
+	COPT="-v -r 1" SOPT="-v -r 1" pair R $((P + 16)) $((P + 15)) 127.0.0.1:$ECHO
+	bg "$T/rot.out" t stream $((P + 16)) 30 256; rot=$last
+	# the server asks (REQUEST); the client never rotates on its own
+	COPT="-v -r 0" SOPT="-v -r 1" pair Q $((P + 18)) $((P + 17)) 127.0.0.1:$ECHO
+	bg "$T/rotq.out" t stream $((P + 18)) 8 256; rotq=$last
+fi
+
+# ---- command line ---------------------------------------------------------
+if want cli; then
+	awk '/^## Usage/ { u = 1; next } u && /^## / { exit }
+	     u && /^    usage:/ { p = 1 }
+	     p { sub(/^    /, ""); print }
+	     p && /^ *-h / { exit }' README >"$T/usage"
+	usage_same() { [ -s "$T/usage" ] && "$1" -h | diff - "$T/usage"; }
+	check "cli: gstunnel_client -h is the README's usage" usage_same "$CLIENT"
+	check "cli: gstunnel_server -h is the README's usage" usage_same "$SERVER"
+	version() { "$CLIENT" -V | grep -x "gstunnel_client $(sed -n 's/^VERSION = //p' Makefile)"; }
+	check "cli: -V prints the Makefile's version" version
+	bad_args() { # bad_args WHAT ARGS...: exit 2, one line naming it
+		what=$1; shift
+		"$CLIENT" "$@" >"$T/o" 2>"$T/e"; rc=$?
+		[ $rc = 2 ] && [ "$(wc -l <"$T/e")" = 1 ] && grep -q -- "$what" "$T/e" ||
+			{ echo "rc=$rc: $(cat "$T/e")"; return 1; }
+	}
+	L=127.0.0.1:$((P + 90)) S=127.0.0.1:$((P + 91))
+	check "cli: short key"         bad_args "16, 24 or 32" "$L" "$S" 0123456789abcde
+	check "cli: long key"          bad_args "33 bytes" "$L" "$S" "${KEY}x"
+	check "cli: 20-byte key"       bad_args "20 bytes" "$L" "$S" 01234567890123456789
+	check "cli: bad port"          bad_args "port '99999'" "$L" 127.0.0.1:99999 "$KEY"
+	check "cli: port not a number" bad_args "port 'http'" 127.0.0.1:http "$S" "$KEY"
+	check "cli: no port"           bad_args "host:port" "$L" 127.0.0.1 "$KEY"
+	check "cli: unresolvable host" bad_args "cannot resolve SERVER 'no.such.host.invalid'" \
+		"$L" no.such.host.invalid:80 "$KEY"
+	check "cli: missing argument"  bad_args "missing SERVER" "$L"
+	check "cli: missing key"       bad_args "missing KEY" "$L" "$S"
+	check "cli: extra argument"    bad_args "unexpected argument" "$L" "$S" "$KEY" more
+	check "cli: bad -n"            bad_args "-n MAXCONN '0'" -n 0 "$L" "$S" "$KEY"
+	check "cli: bad -t"            bad_args "-t SECONDS 'soon'" -t soon "$L" "$S" "$KEY"
+	check "cli: unknown option"    bad_args "unknown option '-x'" -x "$L" "$S" "$KEY"
+	check "cli: option without its value" bad_args "-k needs a value" -k
+	cannot_listen() { "$SERVER" 127.0.0.1:$SB 127.0.0.1:1 $KEY 2>"$T/e"
+		[ $? = 1 ] && grep -q 'cannot listen' "$T/e"; }
+	check "cli: a port in use exits 1" cannot_listen
+fi
+
+# ---- crypto self-test and keys ------------------------------------------
+if want keys; then
+	selftest() { "$CLIENT" -S >"$T/st"; rc=$?; cat "$T/st"
+		[ $rc = 0 ] && ! grep -q FAILED "$T/st" &&
+		[ "$(grep -c '^AES-GCM.* ok$' "$T/st")" -ge 4 ] &&
+		grep -q '^X25519 RFC 7748 6.1 *ok' "$T/st" &&
+		grep -q '^HKDF-SHA256 RFC 5869 1 *ok' "$T/st"; }
+	check "keys: self-test: every AES/GHASH pair passes" selftest
+	gen() { a=$("$CLIENT" -g) b=$("$SERVER" -g); echo "$a $b"
+		echo "$a" | grep -qx '[A-Za-z0-9]\{32\}' && [ "$a" != "$b" ]; }
+	check "keys: -g prints 32 characters, new each time" gen
+	no_rdrand() { GSTUNNEL_NO_RDRAND=1 "$CLIENT" -S | grep 'RDRAND off' &&
+		GSTUNNEL_NO_RDRAND=1 "$CLIENT" -g | grep -x '[A-Za-z0-9]\{32\}'; }
+	check "keys: without RDRAND (self-test, -g)" no_rdrand
+	if grep -qw rdrand /proc/cpuinfo; then
+		check "keys: RDRAND is used when the CPU has it" sh -c \
+			"'$CLIENT' -S | grep 'RDRAND on'"
+	else
+		skip "keys: RDRAND is used when the CPU has it (no RDRAND here)"
+	fi
+	printf '%s\n' "$KEY" >"$T/key"
+	printf '%s' "short" >"$T/badkey"
+	key_client() { # key_client PORT ARGS...: a client to server B, one transfer
+		port=$1; shift
+		"$@" 127.0.0.1:"$port" 127.0.0.1:$SB <"$T/key" >>"$T/k.log" 2>&1 &
+		k=$!; pids="$pids $k"
+		listening "$port" && t up "$port" 100000; rc=$?
+		stop $k; return $rc
+	}
+	check "keys: -k FILE" key_client $((P + 80)) "$CLIENT" -k "$T/key"
+	check "keys: -k - (standard input)" key_client $((P + 81)) "$CLIENT" -k -
+	check "keys: GSTUNNEL_KEY" key_client $((P + 82)) env GSTUNNEL_KEY="$KEY" "$CLIENT"
+	check "keys: GSTUNNEL_NO_RDRAND=1 tunnel" key_client $((P + 83)) \
+		env GSTUNNEL_NO_RDRAND=1 GSTUNNEL_KEY="$KEY" "$CLIENT"
+	check "keys: a bad key file is refused" bad_args "5 bytes" -k "$T/badkey" :1 127.0.0.1:2
+	check "keys: KEY given twice is refused" bad_args "twice" -k "$T/key" :1 127.0.0.1:2 "$KEY"
+	argv_wiped() { tr '\0' ' ' <"/proc/$A_C/cmdline"; echo
+		tr '\0' ' ' <"/proc/$A_C/cmdline" | grep -q "127.0.0.1:$CA" &&
+		! tr '\0' ' ' <"/proc/$A_C/cmdline" | grep -q "$KEY"; }
+	check "keys: the argv KEY is gone from /proc/PID/cmdline" argv_wiped
+fi
+
+# ---- transfers ------------------------------------------------------------
+SIZES="0 1 2 16383 16384 16385 32767 32768 32769 1048576 67108864"
+if want transfer; then
+	for n in $SIZES; do
+		check "transfer: $n bytes echoed (both ways at once)" t echo $CA $n
+	done
+	for n in $SIZES; do
+		check "transfer: $n bytes app -> target" t up $CB $n
+		check "transfer: $n bytes target -> app" t down $CB $n
+	done
+	check "transfer: half-close: 3 MB, EOF, all of it back, EOF" t back $CB 3000000
+fi
+
+if want ipv6; then
+	if grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null; then
+		bg "$T/v6.s.log" "$SERVER" "[::1]:$((P + 41))" 127.0.0.1:$ECHO "$KEY"; v6s=$last
+		bg "$T/v6.c.log" "$CLIENT" "[::1]:$((P + 42))" "[::1]:$((P + 41))" "$KEY"; v6c=$last
+		v6() { listening $((P + 42)) && T_HOST=::1 t echo $((P + 42)) 1000000; }
+		check "ipv6: [::1] on both sides" v6
+		stop $v6c; stop $v6s
+	else
+		skip "ipv6: no ::1 on this machine"
+	fi
+fi
+
+# ---- failures stay local ------------------------------------------------
+if want failure; then
+	# C: a target that is down; D: a server that is down
+	pair C $((P + 22)) $((P + 21)) 127.0.0.1:$((P + 23)); C_C=$cpid C_S=$spid
+	bg "$T/C.c.log" "$CLIENT" 127.0.0.1:$((P + 24)) 127.0.0.1:$((P + 25)) "$KEY"; D_C=$last
+	listening $((P + 24)) >/dev/null
+	check "failure: target down: app closed at once" t closed $((P + 22)) "sink|" 5 reset
+	check "failure: server down: app closed at once" t closed $((P + 24)) "sink|" 5 reset
+	check "failure: target reset mid-stream: app reset" t closed $CB "reset 100000|" 5 reset
+	bg "$T/serve2.log" "$PY" "$T/t.py" serve "$T/target2.log" $((P + 23)) $((P + 26))
+	bg "$T/D.s.log" "$SERVER" 127.0.0.1:$((P + 25)) 127.0.0.1:$MUX "$KEY"
+	listening $((P + 23)) >/dev/null; listening $((P + 25)) >/dev/null
+	check "failure: target back: the same tunnel works" t echo $((P + 22)) 100000
+	check "failure: server back: the same client works" t up $((P + 24)) 100000
+	check "failure: after a reset the tunnel serves others" t up $CB 100000
+	survived() { alive $C_C && alive $C_S && alive $D_C && alive $B_C && alive $B_S; }
+	check "failure: every process survived (no SIGPIPE death)" survived
+fi
+
+# ---- many at once ---------------------------------------------------------
+if want many; then
+	fa=$(fds $A_C) fb=$(fds $A_S)
+	check "many: 1000 concurrent connections, each verified" t many $CA 1000 20000
+	fds_back() { [ "$(fds $A_C)" = "$fa" ] && [ "$(fds $A_S)" = "$fb" ]; }
+	check "many: fd counts back where they started ($fa, $fb)" wait_for 50 fds_back
+fi
+
+# ---- the secure channel ---------------------------------------------------
+# mitm NAME PORT OPTS...: client -> mitm on PORT -> a new server -> $2 target;
+# the client listens on PORT+1, the server on PORT+2. PIDs: mc ms mm.
+mitm() {
+	name=$1 mp=$2 tg=$3; shift 3
+	bg "$T/$name.s.log" "$SERVER" ${SOPT:-} 127.0.0.1:$((mp + 2)) "$tg" "$KEY"; ms=$last
+	bg "$T/$name.m.log" "$PY" "$T/t.py" mitm "$mp" $((mp + 2)) "$@"; mm=$last
+	bg "$T/$name.c.log" "$CLIENT" ${COPT:-} 127.0.0.1:$((mp + 1)) 127.0.0.1:"$mp" "$KEY"; mc=$last
+	listening "$mp" >/dev/null && listening $((mp + 1)) >/dev/null &&
+		listening $((mp + 2)) >/dev/null
+}
+unmitm() { stop $mc; stop $mm; stop $ms; }
+
+if want secure; then
+	# wrong key: nothing reaches the target, both ends say why
+	a0=$(accepts)
+	bg "$T/W.s.log" "$SERVER" 127.0.0.1:$((P + 31)) 127.0.0.1:$MUX \
+		abcdefghijklmnopabcdefghijklmnop; ws=$last
+	bg "$T/W.c.log" "$CLIENT" 127.0.0.1:$((P + 32)) 127.0.0.1:$((P + 31)) "$KEY"; wc=$last
+	listening $((P + 31)) >/dev/null; listening $((P + 32)) >/dev/null
+	check "secure: wrong key: the app is closed at once" t closed $((P + 32)) "sink|" 5 reset
+	nothing_in() { [ "$(accepts)" = "$1" ] || { echo "target saw a connection"; false; }; }
+	check "secure: wrong key: the target gets no connection" nothing_in "$a0"
+	logged() { grep "$1" "$2" || { echo "no '$1' in $2:"; cat "$2"; false; }; }
+	check "secure: wrong key: the server logs it" logged "authentication failed" "$T/W.s.log"
+	check "secure: wrong key: the client logs it" logged "authentication failed" "$T/W.c.log"
+	stop $wc; stop $ws
+
+	# replay: record a client's stream, play it to the server again
+	mitm RP $((P + 50)) 127.0.0.1:$MUX rec="$T/rec"
+	check "secure: replay: a recorded session works" t up $((P + 51)) 300000
+	stop $mc; stop $mm
+	a0=$(accepts)
+	replay() { t replay $((P + 52)) "$T/rec.1.c2s" && nothing_in "$a0" &&
+		logged "bad client finished" "$T/RP.s.log"; }
+	check "secure: replay: nothing reaches the target" replay
+	stop $ms
+
+	# tamper: one flipped bit kills the stream; no altered byte gets out
+	tamper() { # tamper NAME DIR:OFFSET WHO-LOGS WHAT
+		mitm "$1" $((P + 55)) 127.0.0.1:$ECHO flip="$2"
+		t tamper $((P + 56)) 8000000; rc=$?
+		unmitm
+		[ $rc = 0 ] && logged "$4" "$T/$1.$3.log"
+	}
+	check "secure: tamper: client hello"  tamper TA c2s:20 s "bad client hello"
+	check "secure: tamper: server hello"  tamper TB s2c:40 c "bad server proof"
+	check "secure: tamper: client finished" tamper TC c2s:80 s "bad client finished"
+	check "secure: tamper: record length" tamper TD c2s:98 s "record"
+	check "secure: tamper: deep, app -> target" tamper TE c2s:5000000 s "does not verify"
+	check "secure: tamper: deep, target -> app" tamper TF s2c:5000000 c "does not verify"
+
+	# truncation at a record boundary: a reset, never a clean EOF
+	cut() { # cut NAME DIR:RECORDS WHO-LOGS
+		mitm "$1" $((P + 55)) 127.0.0.1:$ECHO cut="$2"
+		t tamper $((P + 56)) 4000000; rc=$?
+		unmitm
+		[ $rc = 0 ] && logged "truncated" "$T/$1.$3.log"
+	}
+	check "secure: truncation: target -> app cut after 20 records" cut TG s2c:20 c
+	check "secure: truncation: app -> target cut after 20 records" cut TH c2s:20 s
+	target_reset() { grep 'echo in=[0-9]* end=reset' "$T/target.log"; }
+	check "secure: truncation: the target saw a reset too" target_reset
+
+	# strangers at the server port get not one byte, and time out
+	bg "$T/X.s.log" "$SERVER" -t 2 127.0.0.1:$((P + 35)) 127.0.0.1:$MUX "$KEY"; xs=$last
+	listening $((P + 35)) >/dev/null
+	a0=$(accepts)
+	for kind in random big http hello half silent; do
+		check "secure: stranger ($kind): no byte back, closed" t probe $((P + 35)) $kind 5
+	done
+	check "secure: strangers: the target saw none of them" nothing_in "$a0"
+	xs_serves() { bg "$T/X.c.log" "$CLIENT" 127.0.0.1:$((P + 36)) 127.0.0.1:$((P + 35)) "$KEY"
+		xc=$last; listening $((P + 36)) && t up $((P + 36)) 100000; rc=$?; stop $xc; return $rc; }
+	check "secure: strangers: the server still serves" xs_serves
+	stop $xs
+
+	# confidentiality: a known plaintext never shows on the wire
+	M=GSTUNNEL-PLAINTEXT-MARKER-
+	mitm CF $((P + 55)) 127.0.0.1:$ECHO rec="$T/cf"
+	t marker $((P + 56)) "$M" 2000 && t marker $((P + 56)) "$M" 2000
+	unmitm
+	bg "$T/plain.m.log" "$PY" "$T/t.py" mitm $((P + 57)) $ECHO rec="$T/pl"; pm=$last
+	listening $((P + 57)) >/dev/null && t marker $((P + 57)) "$M" 2000; stop $pm
+	marker_hidden() {
+		grep -a -q "$M" "$T/pl.1.c2s" || { echo "the check cannot see the marker"; return 1; }
+		for f in "$T"/cf.*; do
+			if grep -a -q "$M" "$f"; then echo "marker in $f"; return 1; fi
+		done
+		ls -l "$T"/cf.*
+		[ "$(cat "$T"/cf.1.* | wc -c)" -gt 100000 ]
+	}
+	check "secure: the plaintext never appears on the wire" marker_hidden
+	differ() { ! cmp -s "$T/cf.1.c2s" "$T/cf.2.c2s" && ! cmp -s "$T/cf.1.s2c" "$T/cf.2.s2c"; }
+	check "secure: two sessions with the same data differ" differ
+fi
+
+# ---- limits ---------------------------------------------------------------
+if want limits; then
+	# backpressure: the target reads nothing for 6 s; the app pushes hard
+	bg "$T/hold.out" t hold $CB 6 1024; h=$last
+	wait_for 100 grep -q sent "$T/hold.out"
+	r1=$(rss_kb $B_C) r2=$(rss_kb $B_S)
+	cat "$T/hold.out"
+	small() { echo "rss: client $r1 kB, server $r2 kB"; [ "$r1" -lt 12000 ] && [ "$r2" -lt 12000 ]; }
+	check "limits: backpressure: the sender stalls, memory stays small" small
+	check "limits: backpressure: then every byte arrives" wait "$h"
+
+	# -n 2: a third connection waits for a free slot, without spinning
+	bg "$T/N.c.log" "$CLIENT" -n 2 127.0.0.1:$((P + 37)) 127.0.0.1:$SB "$KEY"; nc=$last
+	listening $((P + 37)) >/dev/null
+	bg "$T/n1.out" t run $((P + 37)) "hold 3|"; n1=$last
+	bg "$T/n2.out" t run $((P + 37)) "hold 3|"; n2=$last
+	sleep 0.5
+	c0=$(cpu_ticks $nc)
+	t run $((P + 37)) "sink|" >"$T/n3.out" 2>&1
+	c1=$(cpu_ticks $nc)
+	wait $n1; wait $n2
+	capped() { cat "$T/n3.out"; echo "cpu ticks while waiting: $((c1 - c0))"
+		grep -q '^eof after [2-9]' "$T/n3.out" && [ $((c1 - c0)) -lt 20 ]; }
+	check "limits: -n 2: the third waits its turn, idle" capped
+	stop $nc
+
+	# out of fds: accepting pauses, then resumes by itself
+	(ulimit -n 24; exec "$CLIENT" -v 127.0.0.1:$((P + 38)) 127.0.0.1:$SB "$KEY") \
+		>>"$T/F.c.log" 2>&1 &
+	fc=$!; pids="$pids $fc"
+	listening $((P + 38)) >/dev/null
+	c0=$(cpu_ticks $fc)
+	check "limits: out of fds: 30 connections all served" t par $((P + 38)) 30 "hold 2|"
+	c1=$(cpu_ticks $fc)
+	emfile() { grep -q 'Too many open files' "$T/F.c.log" && alive $fc &&
+		echo "cpu ticks: $((c1 - c0))" && [ $((c1 - c0)) -lt 100 ]; }
+	check "limits: out of fds: paused, not dead, not spinning" emfile
+	stop $fc
+fi
+
+# ---- applications ---------------------------------------------------------
+if want apps; then
+	TUNNEL_PORT=$((P + 60))
+	tunnel_up() {
+		bg "$T/app.s.log" "$SERVER" 127.0.0.1:$((P + 61)) 127.0.0.1:"$1" "$KEY"; as=$last
+		bg "$T/app.c.log" "$CLIENT" 127.0.0.1:$TUNNEL_PORT 127.0.0.1:$((P + 61)) "$KEY"; ac=$last
+		listening $((P + 61)) >/dev/null && listening $TUNNEL_PORT >/dev/null
+	}
+	tunnel_down() { stop $ac; stop $as; }
+	PORT_BASE=$((P + 100))
+	check "apps: HTTP proxy (squid) through the tunnel" app_http
+	check "apps: SOCKS5 proxy (microsocks) through the tunnel" app_socks
+	check "apps: mail (swaks to an SMTP server) through the tunnel" app_smtp
+fi
+
+# ---- rotation results -------------------------------------------------------
+if want rotation; then
+	rotations() { # rotations LOG WHICH MIN
+		n=$(grep -c "$2 key rotated" "$1"); echo "$1: $n $2 rotations"
+		[ "$n" -ge "$3" ]; }
+	rot_ok() { wait $rot && cat "$T/rot.out" &&
+		rotations "$T/R.c.log" send 20 && rotations "$T/R.c.log" receive 20 &&
+		rotations "$T/R.s.log" send 20 && rotations "$T/R.s.log" receive 20; }
+	check "rotation: -r 1, 30 s both ways: intact, rotated both ways" rot_ok
+	rotq_ok() { wait $rotq && rotations "$T/Q.c.log" send 4 &&
+		rotations "$T/Q.s.log" receive 4; }
+	check "rotation: the server's -r asks the client to rotate" rotq_ok
+fi
+
+# ---- signals ----------------------------------------------------------------
+if want signal; then
+	exits0() { kill -"$1" "$2"; i=0
+		while [ $i -lt 30 ] && alive "$2"; do sleep 0.1; i=$((i + 1)); done
+		wait "$2"; rc=$?; echo "exit status $rc"; [ $rc = 0 ]; }
+	check "signal: SIGTERM: the client exits 0" exits0 TERM $A_C
+	check "signal: SIGINT: the server exits 0" exits0 INT $A_S
+fi
+
+if [ $LONG = 1 ] && want soak; then
+	COPT="-v -r 1" SOPT="-v -r 1" pair L $((P + 46)) $((P + 45)) 127.0.0.1:$ECHO
+	check "soak: 5 minutes of rotation under load" t stream $((P + 46)) 300 2048
+	check "soak: 10 x 1000 connections" sh -c "for i in 1 2 3 4 5 6 7 8 9 10; do
+		'$PY' '$T/t.py' many $((P + 46)) 1000 5000 || exit 1; done"
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ $failed = 0 ]
+exit
+: <<'#--- end ---'
+#--- t.py ---
+# t.py: the test helper behind test.sh (loopback only; every wait bounded).
+import asyncio, hashlib, os, random, resource, socket, struct, sys, time
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+HOST = os.environ.get("T_HOST", "127.0.0.1")
+
+
+def data(seed, n):
+    return random.Random(seed).randbytes(n)
+
+
+def fail(msg):
+    print(msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def rst(sock):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def read_all(r, limit=None, timeout=60):
+    """Read to EOF: (bytes, 'eof'|'reset'|'timeout')."""
+    buf = bytearray()
+    try:
+        while True:
+            b = await asyncio.wait_for(r.read(1 << 16), timeout)
+            if not b:
+                return bytes(buf), "eof"
+            buf += b
+    except (ConnectionResetError, BrokenPipeError):
+        return bytes(buf), "reset"
+    except asyncio.TimeoutError:
+        return bytes(buf), "timeout"
+
+
+# ---- targets ------------------------------------------------------------
+# serve LOG ECHO_PORT MUX_PORT: echo on ECHO_PORT; on MUX_PORT the first line
+# picks the mode. Every connection is logged: "<mode> in=<bytes> end=<how>".
+
+def log(path, line):
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+async def drain(r):
+    n, end = 0, "eof"
+    try:
+        while True:
+            b = await r.read(1 << 16)
+            if not b:
+                break
+            n += len(b)
+    except ConnectionResetError:
+        end = "reset"
+    return n, end
+
+
+async def echo(r, w, logf):
+    log(logf, "accept echo")
+    n, end = 0, "eof"
+    try:
+        while True:
+            b = await r.read(1 << 16)
+            if not b:
+                break
+            n += len(b)
+            w.write(b)
+            await w.drain()
+        w.write_eof()
+        await w.drain()
+    except (ConnectionResetError, BrokenPipeError):
+        end = "reset"
+    log(logf, "echo in=%d end=%s" % (n, end))
+    w.close()
+
+
+async def mux(r, w, logf):
+    log(logf, "accept mux")
+    try:
+        line = (await asyncio.wait_for(r.readline(), 30)).decode().split()
+    except Exception:
+        line = []
+    mode = line[0] if line else "none"
+    h = hashlib.sha256()
+    n, end = 0, "eof"
+    sock = w.get_extra_info("socket")
+    try:
+        if mode == "sink":          # read to EOF, answer the hash
+            while True:
+                b = await r.read(1 << 16)
+                if not b:
+                    break
+                n += len(b)
+                h.update(b)
+            w.write(h.hexdigest().encode() + b"\n")
+        elif mode == "back":        # read to EOF, then send it all back
+            buf = bytearray()
+            while True:
+                b = await r.read(1 << 16)
+                if not b:
+                    break
+                buf += b
+            n = len(buf)
+            w.write(bytes(buf))
+        elif mode == "source":      # send N seeded bytes
+            w.write(data(int(line[2]), int(line[1])))
+            await w.drain()
+            w.write_eof()
+            n, end = await drain(r)
+        elif mode == "reset":       # read N bytes, then RST
+            want = int(line[1])
+            while n < want:
+                b = await r.read(want - n)
+                if not b:
+                    break
+                n += len(b)
+            rst(sock)
+            end = "sent-reset"
+        elif mode == "hold":        # read nothing for a while, then sink
+            await asyncio.sleep(float(line[1]))
+            while True:
+                b = await r.read(1 << 16)
+                if not b:
+                    break
+                n += len(b)
+                h.update(b)
+            w.write(h.hexdigest().encode() + b"\n")
+        await w.drain()
+    except (ConnectionResetError, BrokenPipeError):
+        end = "reset"
+    log(logf, "%s in=%d end=%s" % (mode, n, end))
+    w.close()
+
+
+async def serve(logf, echo_port, mux_port):
+    s1 = await asyncio.start_server(lambda r, w: echo(r, w, logf), HOST,
+                                    int(echo_port), backlog=4096)
+    s2 = await asyncio.start_server(lambda r, w: mux(r, w, logf), HOST,
+                                    int(mux_port), backlog=4096)
+    log(logf, "ready")
+    await asyncio.sleep(3600)
+
+
+# ---- clients -----------------------------------------------------------
+
+async def connect(port):
+    return await asyncio.wait_for(asyncio.open_connection(HOST, int(port)), 10)
+
+
+async def echo_check(port, n, seed, timeout=60):
+    """Send n seeded bytes, half-close, read the echo: (ok, got, end)."""
+    r, w = await connect(port)
+    d = data(seed, n)
+
+    async def send():
+        try:
+            for i in range(0, n, 1 << 16):
+                w.write(d[i:i + (1 << 16)])
+                await w.drain()
+            w.write_eof()
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    t = asyncio.ensure_future(send())
+    got, end = await read_all(r, timeout=timeout)
+    t.cancel()
+    w.close()
+    return got == d, got, end, d
+
+
+def c_echo(port, n, seed=1):
+    ok, got, end, d = asyncio.run(echo_check(port, int(n), int(seed)))
+    if not ok or end != "eof":
+        fail("echo %s bytes: got %d bytes, end=%s, %s" % (
+            n, len(got), end, "prefix ok" if d.startswith(got) else "DIFFERENT"))
+
+
+def c_tamper(port, n, seed=1):
+    """The stream must die: what arrives is an intact prefix, then a reset."""
+    ok, got, end, d = asyncio.run(echo_check(port, int(n), int(seed), 20))
+    if ok or end == "eof" or end == "timeout" or not d.startswith(got):
+        fail("tamper: got %d of %s bytes, end=%s, prefix %s" % (
+            len(got), n, end, "intact" if d.startswith(got) else "ALTERED"))
+    print("got %d of %s bytes, then %s" % (len(got), n, end))
+
+
+async def mux_run(port, head, payload=b"", timeout=60):
+    r, w = await connect(port)
+    w.write(head + payload)
+    await w.drain()
+    w.write_eof()
+    got, end = await read_all(r, timeout=timeout)
+    w.close()
+    return got, end
+
+
+def c_up(port, n, seed=2):
+    d = data(int(seed), int(n))
+    got, end = asyncio.run(mux_run(port, b"sink\n", d))
+    if got.strip().decode() != hashlib.sha256(d).hexdigest() or end != "eof":
+        fail("up %s: reply %r end=%s" % (n, got[:70], end))
+
+
+def c_down(port, n, seed=3):
+    got, end = asyncio.run(mux_run(port, b"source %s %s\n" % (
+        n.encode(), str(seed).encode())))
+    if got != data(int(seed), int(n)) or end != "eof":
+        fail("down %s: got %d bytes end=%s" % (n, len(got), end))
+
+
+def c_back(port, n, seed=4):
+    """Half-close: send n, shut our write side; the target reads to EOF
+    first, then sends everything back, which must arrive whole, then EOF."""
+    d = data(int(seed), int(n))
+    got, end = asyncio.run(mux_run(port, b"back\n", d))
+    if got != d or end != "eof":
+        fail("half-close: got %d of %d bytes back, end=%s" % (len(got), len(d), end))
+
+
+def c_closed(port, head, limit, want):
+    """Send head, expect the connection to end within limit seconds;
+    want: 'reset', or 'closed' (reset or EOF with no data)."""
+    t0 = time.time()
+    try:
+        got, end = asyncio.run(mux_run(port, head.encode().replace(b"|", b"\n") +
+                                       data(5, 200000), timeout=float(limit)))
+    except (ConnectionRefusedError, OSError) as e:
+        got, end = b"", "refused"
+    dt = time.time() - t0
+    if end == "timeout" or (want == "reset" and end != "reset") or got:
+        fail("after %.1f s: %d bytes, end=%s (want %s)" % (dt, len(got), end, want))
+    print("closed (%s) after %.2f s" % (end, dt))
+
+
+def c_many(port, count, size):
+    async def one(i):
+        ok, got, end, d = await echo_check(port, int(size), 1000 + i, 120)
+        return ok and end == "eof"
+
+    async def run():
+        return await asyncio.gather(*[one(i) for i in range(int(count))])
+    t0 = time.time()
+    res = asyncio.run(run())
+    bad = res.count(False)
+    if bad:
+        fail("%d of %s connections failed" % (bad, count))
+    print("%s connections verified in %.1f s" % (count, time.time() - t0))
+
+
+def c_hold(port, seconds, limit_mb):
+    """Backpressure: the target reads nothing for `seconds`; we push as fast
+    as we can. The tunnel must stop taking data (bounded), then deliver
+    every byte once the target reads."""
+    s = socket.create_connection((HOST, int(port)), 10)
+    s.sendall(b"hold %s\n" % seconds.encode())
+    s.setblocking(False)
+    h = hashlib.sha256()
+    block = os.urandom(1 << 16)
+    sent, last, t0 = 0, time.time(), time.time()
+    while time.time() - last < 1.0 and sent < int(limit_mb) << 20:
+        try:
+            n = s.send(block)
+            h.update(block[:n])
+            sent += n
+            last = time.time()
+        except BlockingIOError:
+            time.sleep(0.01)
+    stalled = time.time() - t0
+    print("sent %d bytes before stalling (%.1f s)" % (sent, stalled), flush=True)
+    if sent >= int(limit_mb) << 20:
+        fail("never stalled: %d bytes taken" % sent)
+    sys.stdout.flush()
+    # tell test.sh the stall point, let it sample memory, then finish
+    s.setblocking(True)
+    s.settimeout(60)
+    time.sleep(1)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        b = s.recv(100)
+        if not b:
+            break
+        got += b
+    if got.strip().decode() != h.hexdigest():
+        fail("backpressure: target hash differs")
+
+
+def c_stream(port, seconds, rate_kb):
+    """Bidirectional echo at about rate_kb KiB/s for `seconds`, verified."""
+    async def run():
+        r, w = await connect(port)
+        rng = random.Random(7)
+        sent = hashlib.sha256()
+        recv = hashlib.sha256()
+        total = [0, 0]
+        end = time.time() + float(seconds)
+
+        async def send():
+            while time.time() < end:
+                b = rng.randbytes(int(rate_kb) * 1024 // 10)
+                sent.update(b)
+                total[0] += len(b)
+                w.write(b)
+                await w.drain()
+                await asyncio.sleep(0.1)
+            w.write_eof()
+        t = asyncio.ensure_future(send())
+        while True:
+            b = await asyncio.wait_for(r.read(1 << 16), 30)
+            if not b:
+                break
+            recv.update(b)
+            total[1] += len(b)
+        await t
+        return sent.digest() == recv.digest(), total
+    ok, total = asyncio.run(run())
+    if not ok:
+        fail("stream: sent %d, got back %d, differ" % tuple(total))
+    print("streamed %d bytes each way" % total[0])
+
+
+def c_probe(port, kind, wait):
+    """A stranger at the server port: it must get no byte back."""
+    s = socket.create_connection((HOST, int(port)), 5)
+    if kind == "random":
+        s.sendall(os.urandom(66))
+    elif kind == "big":
+        try:
+            s.sendall(os.urandom(1 << 20))
+        except OSError:
+            pass
+    elif kind == "http":
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    elif kind == "half":
+        s.sendall(b"\x01\x20" + os.urandom(20))
+    elif kind == "hello":
+        s.sendall(b"\x01\x20" + bytes(64))
+    # kind "silent": send nothing
+    s.settimeout(float(wait))
+    got, end, t0 = b"", "open", time.time()
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                end = "eof"
+                break
+            got += b
+    except socket.timeout:
+        end = "still open"
+    except ConnectionResetError:
+        end = "reset"
+    if got:
+        fail("%s: the server sent %d bytes" % (kind, len(got)))
+    print("%s: no reply, %s after %.1f s" % (kind, end, time.time() - t0))
+    if end == "still open":
+        sys.exit(3)
+
+
+def c_replay(port, path):
+    """Send a recorded client stream again; print what came back."""
+    s = socket.create_connection((HOST, int(port)), 5)
+    with open(path, "rb") as f:
+        rec = f.read()
+    try:
+        s.sendall(rec)
+    except OSError:
+        pass
+    s.settimeout(3)
+    n = 0
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            n += len(b)
+    except (socket.timeout, ConnectionResetError):
+        pass
+    print("replayed %d bytes, got %d back" % (len(rec), n))
+
+
+def c_run(port, head):
+    """Send a mux head ('|' for newline), half-close, print the reply."""
+    t0 = time.time()
+    got, end = asyncio.run(mux_run(port, head.replace("|", "\n").encode()))
+    print("%s after %.2f s: %r" % (end, time.time() - t0, got[:80]))
+    if end != "eof" or not got:
+        sys.exit(1)
+
+
+def c_par(port, count, head):
+    """count connections at once, each `head` to the mux; every one must get
+    the sha256 of nothing (sink or hold with no payload)."""
+    want = hashlib.sha256(b"").hexdigest().encode() + b"\n"
+
+    async def run():
+        return await asyncio.gather(*[mux_run(port, head.replace("|", "\n").encode(),
+                                              timeout=30) for _ in range(int(count))],
+                                    return_exceptions=True)
+    res = asyncio.run(run())
+    bad = [r for r in res if not isinstance(r, tuple) or r != (want, "eof")]
+    if bad:
+        fail("%d of %s failed: %r" % (len(bad), count, bad[:3]))
+
+
+def c_marker(port, marker, count):
+    """Echo a known plaintext through the tunnel."""
+    d = (marker * int(count)).encode()
+
+    async def run():
+        r, w = await connect(port)
+        w.write(d)
+        await w.drain()
+        w.write_eof()
+        got, end = await read_all(r)
+        w.close()
+        return got
+    if asyncio.run(run()) != d:
+        fail("marker echo differs")
+
+
+# ---- man in the middle -------------------------------------------------
+# mitm LISTEN TARGET [flip=DIR:OFFSET] [cut=DIR:RECORDS] [rec=PREFIX]
+# DIR is c2s or s2c. Offsets count bytes of that direction from 0; records
+# are counted after the handshake messages (c2s: 66 + 32 bytes, s2c: 64).
+
+async def mitm(listen, target, *opts):
+    cfg = dict(o.split("=", 1) for o in opts)
+    flip = cfg.get("flip", ":").split(":")
+    cut = cfg.get("cut", ":").split(":")
+    rec = cfg.get("rec")
+    nconn = [0]
+
+    async def pipe(r, w, d, tag, others):
+        off, skip = 0, 98 if d == "c2s" else 64
+        buf = bytearray()
+        records = 0
+        out = open("%s.%d.%s" % (rec, tag, d), "wb") if rec else None
+        try:
+            while True:
+                b = bytearray(await r.read(1 << 16))
+                if not b:
+                    break
+                if flip[0] == d and off <= int(flip[1]) < off + len(b):
+                    b[int(flip[1]) - off] ^= 0x10
+                if out:
+                    out.write(b)
+                if cut[0] == d:
+                    # forward whole records only, stop after N of them
+                    buf += b
+                    while True:
+                        if skip:
+                            k = min(skip, len(buf))
+                            w.write(bytes(buf[:k]))
+                            del buf[:k]
+                            skip -= k
+                            if skip:
+                                break
+                        if len(buf) < 2:
+                            break
+                        n = 2 + (buf[0] << 8 | buf[1]) + 16
+                        if len(buf) < n:
+                            break
+                        if records == int(cut[1]):
+                            await w.drain()
+                            for x in others:
+                                x.close()
+                            return
+                        w.write(bytes(buf[:n]))
+                        del buf[:n]
+                        records += 1
+                else:
+                    w.write(bytes(b))
+                off += len(b)
+                await w.drain()
+            w.write_eof()
+        except (ConnectionResetError, BrokenPipeError, OSError):
+            for x in others:
+                x.get_extra_info("socket") and rst(x.get_extra_info("socket"))
+                x.close()
+        finally:
+            if out:
+                out.close()
+
+    async def handle(r1, w1):
+        nconn[0] += 1
+        tag = nconn[0]
+        try:
+            r2, w2 = await connect(target)
+        except OSError:
+            w1.close()
+            return
+        await asyncio.gather(pipe(r1, w2, "c2s", tag, [w1, w2]),
+                             pipe(r2, w1, "s2c", tag, [w1, w2]))
+        w1.close()
+        w2.close()
+
+    await asyncio.start_server(handle, HOST, int(listen))
+    await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "serve":
+        asyncio.run(serve(*args))
+    elif cmd == "mitm":
+        asyncio.run(mitm(*args))
+    else:
+        globals()["c_" + cmd](*args)
+#--- end ---
