@@ -233,6 +233,8 @@ static int urandom_fd = -1;
 static const char *send_label = IS_CLIENT ? "gstunnel1 c2s" : "gstunnel1 s2c";
 static const char *recv_label = IS_CLIENT ? "gstunnel1 s2c" : "gstunnel1 c2s";
 static const char *plain_name = IS_CLIENT ? "app" : "target";
+static const char *hs_closed = "authentication failed: the server closed the "
+			       "link in the handshake (wrong key?)";
 
 /* ==== errors and logging ================================================ */
 
@@ -984,7 +986,11 @@ static int link_read(struct conn *c)
 	n = recv(c->link, c->rx.p + c->rx.len, room, 0);
 	if (n < 0) {
 		c->rx.hot = 0;
-		return again() ? 0 : fail(c, "link: %s", strerror(errno));
+		if (again())
+			return 0;
+		return c->state == S_HELLO ? fail(c, "%s (%s)", hs_closed,
+						  strerror(errno)) :
+		       fail(c, "link: %s", strerror(errno));
 	}
 	if (n == 0)
 		c->flags |= F_LINK_EOF;
@@ -1255,8 +1261,7 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
 		r = fail(c, c->state == S_OPEN ?
 			 "link closed without end of stream (truncated)" :
-			 "authentication failed: server closed the link "
-			 "during the handshake (wrong key?)");
+			 hs_closed);
 	if (r == 0 && (c->flags & F_LINK_EOF) && !(c->flags & F_TX_EOF))
 		r = fail(c, "link closed by the peer while we were sending");
 	if (r < 0) {
@@ -1277,7 +1282,8 @@ static void conn_timeout(struct conn *c)
 {
 	if (c->state == S_OPEN) /* server: all delivered, no FIN came */
 		conn_close(c, 0);
-	else if ((c->state == S_CONNECT ? conn_connect_next(c, ETIMEDOUT) :
+	else if ((c->state == S_CONNECT ? conn_connect_next(c,
+		  (IS_CLIENT ? c->link : c->plain) < 0 ? 0 : ETIMEDOUT) :
 		  fail(c, "handshake timed out")) < 0)
 		conn_close(c, 1);
 }
@@ -1844,7 +1850,8 @@ int main(int argc, char **argv)
 	}
 	fd_room = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 ?
 		  1000000 : (int)rl.rlim_cur;
-	fd_room = fd_room > 32 ? (fd_room - 16) / 2 : 1;
+	fd_room = fd_room > 10 ? (fd_room - 8) / 2 : 1; /* 8: stdio, listener,
+							   * /dev/urandom */
 	conn_max = n_opt ? (int)n_opt : fd_room < CONN_MAX_DEFAULT ? fd_room :
 		   CONN_MAX_DEFAULT;
 	if (conn_max > fd_room)

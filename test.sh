@@ -41,9 +41,9 @@ no() { failed=$((failed + 1)); echo "FAILED  $*"; }
 skip() { skipped=$((skipped + 1)); echo "skipped $*"; }
 # check NAME CMD...: pass when CMD succeeds; show its output when it fails
 check() {
-	name=$1; shift
-	if "$@" >"$T/out" 2>&1; then ok "$name"; else
-		no "$name"; sed 's/^/        | /' "$T/out" | tail -n 8; fi
+	_cn=$1; shift
+	if "$@" >"$T/out" 2>&1; then ok "$_cn"; else
+		no "$_cn"; sed 's/^/        | /' "$T/out" | tail -n 8; fi
 }
 t() { "$PY" "$T/t.py" "$@"; }
 want() { case " $ONLY " in "  ") return 0 ;; esac
@@ -53,7 +53,7 @@ want() { case " $ONLY " in "  ") return 0 ;; esac
 bg() { log=$1; shift; "$@" >>"$log" 2>&1 & last=$!; pids="$pids $last"; }
 stop() { # stop PID: SIGTERM, then wait at most 5 s
 	kill "$1" 2>/dev/null
-	i=0; while [ $i -lt 50 ] && alive "$1"; do sleep 0.1; i=$((i + 1)); done
+	_s=0; while [ $_s -lt 50 ] && alive "$1"; do sleep 0.1; _s=$((_s + 1)); done
 	kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
 }
 alive() { # a zombie is not alive
@@ -61,12 +61,12 @@ alive() { # a zombie is not alive
 	[ -n "$st" ] && [ "$st" != Z ]
 }
 listening() { # listening PORT: within 5 s
-	h=$(printf ':%04X$' "$1"); i=0
-	while [ $i -lt 50 ]; do
+	h=$(printf ':%04X$' "$1"); _l=0
+	while [ $_l -lt 50 ]; do
 		cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
 			awk -v h="$h" '$2 ~ h && $4 == "0A" { f = 1 } END { exit !f }' &&
 			return 0
-		sleep 0.1; i=$((i + 1))
+		sleep 0.1; _l=$((_l + 1))
 	done
 	echo "nothing listens on port $1"; return 1
 }
@@ -74,8 +74,8 @@ fds() { ls "/proc/$1/fd" | wc -l; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 # wait_for N CMD...: retry CMD for up to N tenths of a second
-wait_for() { n=$1; shift; i=0
-	while [ $i -lt "$n" ]; do "$@" && return 0; sleep 0.1; i=$((i + 1)); done
+wait_for() { _wn=$1; shift; _w=0
+	while [ $_w -lt "$_wn" ]; do "$@" && return 0; sleep 0.1; _w=$((_w + 1)); done
 	"$@"; }
 
 # pair NAME CPORT SPORT TARGET [-- opts]: a server and a client in front of
@@ -706,14 +706,14 @@ if want secure; then
 	check "secure: tamper: deep, target -> app" tamper TF s2c:5000000 c "does not verify"
 
 	# truncation at a record boundary: a reset, never a clean EOF
-	cut() { # cut NAME DIR:RECORDS WHO-LOGS
+	truncated() { # truncated NAME DIR:RECORDS WHO-LOGS
 		mitm "$1" $((P + 55)) 127.0.0.1:$ECHO cut="$2"
 		t tamper $((P + 56)) 4000000; rc=$?
 		unmitm
 		[ $rc = 0 ] && logged "truncated" "$T/$1.$3.log"
 	}
-	check "secure: truncation: target -> app cut after 20 records" cut TG s2c:20 c
-	check "secure: truncation: app -> target cut after 20 records" cut TH c2s:20 s
+	check "secure: truncation: target -> app cut after 20 records" truncated TG s2c:20 c
+	check "secure: truncation: app -> target cut after 20 records" truncated TH c2s:20 s
 	target_reset() { grep 'echo in=[0-9]* end=reset' "$T/target.log"; }
 	check "secure: truncation: the target saw a reset too" target_reset
 
@@ -777,7 +777,7 @@ if want limits; then
 	stop $nc
 
 	# out of fds: accepting pauses, then resumes by itself
-	(ulimit -n 24; exec "$CLIENT" -v 127.0.0.1:$((P + 38)) 127.0.0.1:$SB "$KEY") \
+	(ulimit -n 24; exec "$CLIENT" -v -n 100 127.0.0.1:$((P + 38)) 127.0.0.1:$SB "$KEY") \
 		>>"$T/F.c.log" 2>&1 &
 	fc=$!; pids="$pids $fc"
 	listening $((P + 38)) >/dev/null
@@ -1028,9 +1028,13 @@ def c_tamper(port, n, seed=1):
 
 async def mux_run(port, head, payload=b"", timeout=60):
     r, w = await connect(port)
-    w.write(head + payload)
-    await w.drain()
-    w.write_eof()
+    try:
+        w.write(head + payload)
+        await w.drain()
+        w.write_eof()
+    except (ConnectionResetError, BrokenPipeError):
+        w.close()
+        return b"", "reset"
     got, end = await read_all(r, timeout=timeout)
     w.close()
     return got, end
@@ -1304,8 +1308,7 @@ async def mitm(listen, target, *opts):
                             break
                         if records == int(cut[1]):
                             await w.drain()
-                            for x in others:
-                                x.close()
+                            w.write_eof()  # a clean FIN, between records
                             return
                         w.write(bytes(buf[:n]))
                         del buf[:n]
