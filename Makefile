@@ -3,42 +3,43 @@
 #   make                          both binaries
 #   make test                     build, then ./test.sh
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
-#   make CC=mips-linux-musl-gcc BEARSSL_CFLAGS=-I/opt/bearssl/inc \
-#        BEARSSL_LIBS=/opt/bearssl/build/libbearssl.a static
+#   make clean static CC=mips-linux-musl-gcc \
+#        BEARSSL_CFLAGS=-I/opt/bearssl/inc \
+#        BEARSSL_LIBS=/opt/bearssl/build/libbearssl.a
 #
 # CC, CFLAGS, CPPFLAGS, LDFLAGS, PREFIX and DESTDIR are the user's; the
-# project's own flags live in GS_CFLAGS and GS_LDFLAGS.
+# project's own flags live in GS_CFLAGS and GS_LDFLAGS. After changing the
+# compiler, run "make clean" first: make only compares file times.
 
 VERSION = 0.1.0
 PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
 CFLAGS ?= -O2
-BEARSSL_CFLAGS =
-BEARSSL_LIBS = -lbearssl
+BEARSSL_CFLAGS ?=
+BEARSSL_LIBS ?= -lbearssl
 GS_CFLAGS = -std=c99 -Wall -Wextra -pedantic -DVERSION=\"$(VERSION)\"
 GS_LDFLAGS =
 BINS = gstunnel_client gstunnel_server
 
+# One clear line instead of a page of compiler errors.
+CHECK = $(CC) --version >/dev/null 2>&1 || { \
+	echo "gstunnel: compiler '$(CC)' not found" >&2; exit 1; }; \
+	printf '\#include <bearssl.h>\n' | $(CC) $(CPPFLAGS) $(BEARSSL_CFLAGS) \
+	-E -x c - >/dev/null 2>&1 || { echo "gstunnel: <bearssl.h> not found:" \
+	"apt-get install libbearssl-dev, or set BEARSSL_CFLAGS and" \
+	"BEARSSL_LIBS" >&2; exit 1; }
+
 all: $(BINS)
 
-gstunnel_client: gstunnel.c .bearssl-ok
+gstunnel_client: gstunnel.c
+	@$(CHECK)
 	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(CFLAGS) -DCLIENT \
 		-o $@ gstunnel.c $(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS)
 
-gstunnel_server: gstunnel.c .bearssl-ok
+gstunnel_server: gstunnel.c
+	@$(CHECK)
 	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(CFLAGS) -DSERVER \
 		-o $@ gstunnel.c $(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS)
-
-# One clear line instead of a page of compiler errors.
-.bearssl-ok:
-	@printf '#include <bearssl.h>\nint main(void){br_sha256_context c;br_sha256_init(&c);return 0;}\n' \
-	    > .bearssl-probe.c
-	@if $(CC) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(CFLAGS) -o .bearssl-probe \
-	    .bearssl-probe.c $(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS) \
-	    >/dev/null 2>&1; then touch $@; rm -f .bearssl-probe*; \
-	else rm -f .bearssl-probe*; echo "gstunnel: BearSSL not found:" \
-	    "apt-get install libbearssl-dev, or set BEARSSL_CFLAGS and" \
-	    "BEARSSL_LIBS" >&2; exit 1; fi
 
 static:
 	$(MAKE) GS_LDFLAGS=-static $(BINS)
@@ -57,6 +58,6 @@ uninstall:
 		$(DESTDIR)$(BINDIR)/gstunnel_server
 
 clean:
-	rm -f $(BINS) .bearssl-ok .bearssl-probe*
+	rm -f $(BINS)
 
 .PHONY: all static test install uninstall clean

@@ -93,9 +93,12 @@
 #define SERVER_HELLO_LEN 64 /* X25519 public, MAC */
 #define FINISHED_LEN 32
 
-/* Each direction's buffer holds two full records: one being written while
- * the next is filled. Allocated only while data waits. */
-#define BUF_SIZE (2 * REC_WIRE_MAX)
+/* Each direction's buffer holds BUF_RECORDS full records: one being written
+ * while the next is filled. Allocated only while data waits. */
+#ifndef BUF_RECORDS
+#define BUF_RECORDS 2
+#endif
+#define BUF_SIZE (BUF_RECORDS * REC_WIRE_MAX)
 
 /* ==== types ============================================================= */
 
@@ -1614,11 +1617,16 @@ static int selftest(int loud)
 				     what, loud);
 		}
 	}
-	if (loud)
+	if (loud) {
 		for (i = 0; i < COUNT(aes_impls); i++)
 			if (!aes_get(i))
-				printf("%-44s not on this CPU\n",
+				printf("AES %-40s not on this CPU\n",
 				       aes_impls[i].name);
+		for (i = 0; i < COUNT(ghash_impls); i++)
+			if (!ghash_get(i))
+				printf("GHASH %-38s not on this CPU\n",
+				       ghash_impls[i].name);
+	}
 	/* RFC 7748, 5.2 (first vector) and 6.1 */
 	unhex(a, "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244"
 		 "ba449ac4");
@@ -1754,7 +1762,7 @@ int main(int argc, char **argv)
 	const char *key_file = NULL, *env;
 	struct addrinfo *listen_ai;
 	struct sigaction sa;
-	struct rlimit rl;
+	struct rlimit rl = {1024, 1024};
 	sigset_t block;
 	unsigned char probe[16];
 	long n_opt = 0;
