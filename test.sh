@@ -733,7 +733,8 @@ if want secure; then
 	# confidentiality: a known plaintext never shows on the wire
 	M=GSTUNNEL-PLAINTEXT-MARKER-
 	mitm CF $((P + 55)) 127.0.0.1:$ECHO rec="$T/cf"
-	t marker $((P + 56)) "$M" 2000 && t marker $((P + 56)) "$M" 2000
+	t marker $((P + 56)) "$M" 2000 && t marker $((P + 56)) "$M" 2000 &&
+		t zeros $((P + 56)) 1000000
 	unmitm
 	bg "$T/plain.m.log" "$PY" "$T/t.py" mitm $((P + 57)) $ECHO rec="$T/pl"; pm=$last
 	listening $((P + 57)) >/dev/null && t marker $((P + 57)) "$M" 2000; stop $pm
@@ -748,6 +749,7 @@ if want secure; then
 	check "secure: the plaintext never appears on the wire" marker_hidden
 	differ() { ! cmp -s "$T/cf.1.c2s" "$T/cf.2.c2s" && ! cmp -s "$T/cf.1.s2c" "$T/cf.2.s2c"; }
 	check "secure: two sessions with the same data differ" differ
+	check "secure: no nonce or key is used twice" t nonces "$T/cf.3.c2s" "$T/cf.3.s2c"
 fi
 
 # ---- limits ---------------------------------------------------------------
@@ -1262,6 +1264,33 @@ def c_par(port, count, head):
     bad = [r for r in res if not isinstance(r, tuple) or r != (want, "eof")]
     if bad:
         fail("%d of %s failed: %r" % (len(bad), count, bad[:3]))
+
+
+def c_zeros(port, n):
+    """Echo n zero bytes through the tunnel."""
+    async def run():
+        r, w = await connect(port)
+        w.write(bytes(int(n)))
+        await w.drain()
+        w.write_eof()
+        got, end = await read_all(r)
+        w.close()
+        return got
+    if asyncio.run(run()) != bytes(int(n)):
+        fail("zeros echo differs")
+
+
+def c_nonces(c2s, s2c):
+    """Every record of a run of zeros starts with the same plaintext: with
+    a nonce used twice, or one key for both directions, its first 64
+    bytes of ciphertext would show up again."""
+    a, b = open(c2s, "rb").read(), open(s2c, "rb").read()
+    sample = a[98 + 3:98 + 3 + 64]
+    if len(a) < 300000 or len(b) < 300000:
+        fail("captures too short: %d, %d" % (len(a), len(b)))
+    if a.find(sample, 98 + 4) >= 0 or b.find(sample) >= 0:
+        fail("a record's ciphertext repeats: nonce or key reused")
+    print("%d + %d bytes, no repeated record ciphertext" % (len(a), len(b)))
 
 
 def c_marker(port, marker, count):
