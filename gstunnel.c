@@ -1472,15 +1472,17 @@ static void crypto_select(void)
 	size_t i;
 	int wide = sizeof(void *) >= 8;
 
-	for (i = 0; i < COUNT(aes_impls); i++)
-		if ((aes_impl = aes_get(i)) &&
-		    (wide || strcmp(aes_impls[i].name, "ct64")))
+	/* the last entries, "ct" and "ctmul32", run everywhere */
+	for (i = 0; i + 1 < COUNT(aes_impls); i++)
+		if (aes_get(i) && (wide || strcmp(aes_impls[i].name, "ct64")))
 			break;
+	aes_impl = aes_get(i);
 	aes_name = aes_impls[i].name;
-	for (i = 0; i < COUNT(ghash_impls); i++)
-		if ((ghash_impl = ghash_get(i)) &&
+	for (i = 0; i + 1 < COUNT(ghash_impls); i++)
+		if (ghash_get(i) &&
 		    (wide || strcmp(ghash_impls[i].name, "ctmul64")))
 			break;
+	ghash_impl = ghash_get(i);
 	ghash_name = ghash_impls[i].name;
 	ec_impl = br_ec_get_default();
 }

@@ -369,14 +369,9 @@ _ap_http_body() {
         _ap_log "app_http: FAIL: response has no squid Via header"
         return 1
     fi
-    _ap_i=0
-    while [ "$_ap_i" -lt 30 ]; do   # log line is written at transaction end
-        if grep -q "/200 .* GET $_ap_url " "$_ap_sq/access.log" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-        _ap_i=$((_ap_i + 1))
-    done
+    # the log line is written at the end of the transaction
+    wait_for 30 grep -q "/200 .* GET $_ap_url " "$_ap_sq/access.log" 2>/dev/null &&
+        return 0
     _ap_log "app_http: FAIL: no 'GET $_ap_url' 200 line in squid access.log"
     _ap_tail "$_ap_sq/access.log"
     return 1
@@ -423,14 +418,8 @@ _ap_socks_body() {
     fi
     # Proof that microsocks resolved and connected it: its per-client log line
     # "client[N] 127.0.0.1: connected to localhost:PORT".
-    _ap_i=0
-    while [ "$_ap_i" -lt 30 ]; do
-        if grep -q "connected to localhost:$_ap_origin_port" "$_ap_dir/microsocks.log" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-        _ap_i=$((_ap_i + 1))
-    done
+    wait_for 30 grep -q "connected to localhost:$_ap_origin_port" "$_ap_dir/microsocks.log" \
+        2>/dev/null && return 0
     _ap_log "app_socks: FAIL: microsocks did not log 'connected to localhost:$_ap_origin_port'"
     _ap_tail "$_ap_dir/microsocks.log"
     return 1
