@@ -625,6 +625,250 @@ static int rec_open(struct dir *d, unsigned char *p, size_t len)
 	return -1;
 }
 
+/* ==== crypto selection and self-test ==================================== */
+
+static const struct {
+	const char *name;
+	const br_block_ctr_class *(*get)(void);
+	const br_block_ctr_class *vtable;
+} aes_impls[] = {
+	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL},
+	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL},
+	{"ct64", NULL, &br_aes_ct64_ctr_vtable},
+	{"ct", NULL, &br_aes_ct_ctr_vtable},
+};
+
+static const struct {
+	const char *name;
+	br_ghash (*get)(void);
+	br_ghash fn;
+} ghash_impls[] = {
+	{"pclmul", br_ghash_pclmul_get, NULL},
+	{"pwr8", br_ghash_pwr8_get, NULL},
+	{"ctmul64", NULL, br_ghash_ctmul64},
+	{"ctmul", NULL, br_ghash_ctmul},
+	{"ctmul32", NULL, br_ghash_ctmul32},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const br_block_ctr_class *aes_get(size_t i)
+{
+	return aes_impls[i].get ? aes_impls[i].get() : aes_impls[i].vtable;
+}
+
+static br_ghash ghash_get(size_t i)
+{
+	return ghash_impls[i].get ? ghash_impls[i].get() : ghash_impls[i].fn;
+}
+
+/* The fastest constant-time code this CPU runs: hardware AES and carry-less
+ * multiply where present, else the 64-bit or 32-bit constant-time code. */
+static void crypto_select(void)
+{
+	size_t i;
+	int wide = sizeof(void *) >= 8;
+
+	/* the last entries, "ct" and "ctmul32", run everywhere */
+	for (i = 0; i + 1 < COUNT(aes_impls); i++)
+		if (aes_get(i) && (wide || strcmp(aes_impls[i].name, "ct64")))
+			break;
+	aes_impl = aes_get(i);
+	aes_name = aes_impls[i].name;
+	for (i = 0; i + 1 < COUNT(ghash_impls); i++)
+		if (ghash_get(i) &&
+		    (wide || strcmp(ghash_impls[i].name, "ctmul64")))
+			break;
+	ghash_impl = ghash_get(i);
+	ghash_name = ghash_impls[i].name;
+	ec_impl = br_ec_get_default();
+}
+
+static size_t unhex(unsigned char *out, const char *hex)
+{
+	size_t n = 0;
+	unsigned v;
+
+	for (; hex[0] && hex[1]; hex += 2) {
+		sscanf(hex, "%2x", &v);
+		out[n++] = (unsigned char)v;
+	}
+	return n;
+}
+
+static int check(int ok, const char *what, int loud)
+{
+	if (loud || !ok)
+		printf("%-44s %s\n", what, ok ? "ok" : "FAILED");
+	return !ok;
+}
+
+/* GCM test cases 4, 10 and 16 of McGrew and Viega's GCM paper (AES-128,
+ * 192, 256): encrypt, check tag, decrypt, and reject a flipped bit. */
+static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
+{
+	static const char *p_hex =
+		"d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d"
+		"8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657"
+		"ba637b39";
+	static const char *k_hex =
+		"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f94"
+		"67308308";
+	static const char *c_hex[] = {
+		"42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e23"
+		"29aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac97"
+		"3d58e091" "5bc94fbc3221a5db94fae95ae7121a47",
+		"3980ca0b3c00e841eb06fac4872a2757859e1ceaa6efd984628593b4"
+		"0ca1e19c7d773d00c144c525ac619d18c84a3f4718e2448b2fe324d9"
+		"ccda2710" "2519498e80f1478f37ba55bd6d27618c",
+		"522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd"
+		"2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0a"
+		"bcc9f662" "76fc6ece0f4e1768cddf8853bb2d551b",
+	};
+	unsigned char k[32], p[60], c[76], buf[60], tag[16], iv[12], aad[20];
+	br_aes_gen_ctr_keys keys;
+	br_gcm_context g;
+	int bad = 0, i;
+
+	unhex(k, k_hex);
+	unhex(p, p_hex);
+	unhex(iv, "cafebabefacedbaddecaf888");
+	unhex(aad, "feedfacedeadbeeffeedfacedeadbeefabaddad2");
+	for (i = 0; i < 3; i++) {
+		unhex(c, c_hex[i]);
+		aes->init(&keys.vtable, k, 16 + 8 * (size_t)i);
+		br_gcm_init(&g, &keys.vtable, gh);
+		br_gcm_reset(&g, iv, 12);
+		br_gcm_aad_inject(&g, aad, 20);
+		br_gcm_flip(&g);
+		memcpy(buf, p, 60);
+		br_gcm_run(&g, 1, buf, 60);
+		br_gcm_get_tag(&g, tag);
+		bad |= memcmp(buf, c, 60) || memcmp(tag, c + 60, 16);
+		br_gcm_reset(&g, iv, 12);
+		br_gcm_aad_inject(&g, aad, 20);
+		br_gcm_flip(&g);
+		br_gcm_run(&g, 0, buf, 60);
+		bad |= !br_gcm_check_tag(&g, c + 60) || memcmp(buf, p, 60);
+		c[17] ^= 4;
+		br_gcm_reset(&g, iv, 12);
+		br_gcm_aad_inject(&g, aad, 20);
+		br_gcm_flip(&g);
+		br_gcm_run(&g, 0, c, 60);
+		bad |= br_gcm_check_tag(&g, c + 60) != 0;
+	}
+	return !bad;
+}
+
+/* The record layer as used on the wire: seal, open, and refuse a record
+ * with one flipped bit, a wrong record number or a changed length. */
+static int selftest_records(void)
+{
+	static struct dir a, b; /* static: a dir holds AES round keys */
+	unsigned char r1[3 + 100 + REC_TAG], r2[sizeof r1];
+	size_t i, n, saved_len = key_len;
+	int ok = 1;
+
+	key_len = 32; /* the test runs before the real key is read */
+	for (i = 0; i < 32; i++)
+		a.secret[i] = b.secret[i] = (unsigned char)i;
+	a.seq = b.seq = 0;
+	dir_step(&a, NULL, 0, send_label);
+	dir_step(&b, NULL, 0, send_label);
+	for (i = 0; i < 100; i++)
+		r1[3 + i] = (unsigned char)i;
+	n = rec_seal(&a, r1, REC_DATA, 100);
+	memcpy(r2, r1, n);
+	ok &= n == sizeof r1 && rec_open(&b, r1, 101) == 0 && r1[2] == 0 &&
+	      r1[3 + 99] == 99;
+	r2[50] ^= 1; /* same record again, one bit flipped */
+	b.seq = 0;
+	ok &= rec_open(&b, r2, 101) < 0;
+	r2[50] ^= 1; /* intact, but replayed as record 1 */
+	ok &= rec_open(&b, r2, 101) < 0;
+	b.seq = 0;
+	r2[1] ^= 1; /* length changed */
+	ok &= rec_open(&b, r2, 101) < 0;
+	wipe(&a, sizeof a);
+	wipe(&b, sizeof b);
+	key_len = saved_len;
+	return ok;
+}
+
+/* Returns the number of failures; loud lists every check. */
+static int selftest(int loud)
+{
+	unsigned char a[64], b[64], c[64], d[64];
+	char what[64];
+	size_t i, j;
+	int bad = 0;
+
+	for (i = 0; i < COUNT(aes_impls); i++) {
+		for (j = 0; j < COUNT(ghash_impls); j++) {
+			if (!aes_get(i) || !ghash_get(j))
+				continue;
+			if (!loud && (aes_get(i) != aes_impl ||
+				      ghash_get(j) != ghash_impl))
+				continue;
+			snprintf(what, sizeof what, "AES-GCM 128/192/256 %s+%s",
+				 aes_impls[i].name, ghash_impls[j].name);
+			bad += check(selftest_gcm(aes_get(i), ghash_get(j)),
+				     what, loud);
+		}
+	}
+	if (loud) {
+		for (i = 0; i < COUNT(aes_impls); i++)
+			if (!aes_get(i))
+				printf("AES %-40s not on this CPU\n",
+				       aes_impls[i].name);
+		for (i = 0; i < COUNT(ghash_impls); i++)
+			if (!ghash_get(i))
+				printf("GHASH %-38s not on this CPU\n",
+				       ghash_impls[i].name);
+	}
+	/* RFC 7748, 5.2 (first vector) and 6.1 */
+	unhex(a, "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244"
+		 "ba449ac4");
+	unhex(b, "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6"
+		 "d0ab1c4c");
+	unhex(c, "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b40755"
+		 "77a28552");
+	bad += check(x25519(d, a, b) == 0 && !memcmp(c, d, 32),
+		     "X25519 RFC 7748 5.2", loud);
+	unhex(a, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba5"
+		 "1db92c2a");
+	unhex(b, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e14"
+		 "6f882b4f");
+	unhex(c, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c"
+		 "1e161742");
+	x25519_public(d, a);
+	bad += check(x25519(d + 32, a, b) == 0 && !memcmp(c, d + 32, 32) &&
+		     unhex(c, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d2638"
+			   "1af4eba4a98eaa9b4e6a") && !memcmp(c, d, 32),
+		     "X25519 RFC 7748 6.1", loud);
+	memset(b, 0, 32); /* a low-order point must be refused */
+	bad += check(x25519(d, a, b) < 0, "X25519 rejects a zero result",
+		     loud);
+	/* RFC 5869 test case 1, RFC 4231 test case 2 */
+	memset(a, 0x0b, 22);
+	unhex(b, "000102030405060708090a0b0c");
+	hkdf(d, 42, b, 13, a, 22, NULL, 0, "\xf0\xf1\xf2\xf3\xf4\xf5\xf6"
+	     "\xf7\xf8\xf9");
+	unhex(c, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56"
+		 "ecc4c5bf34007208d5b887185865");
+	bad += check(!memcmp(c, d, 42), "HKDF-SHA256 RFC 5869 1", loud);
+	hmac_sha256(d, "Jefe", 4, "what do ya want ", 16, "for nothing?", 12);
+	unhex(c, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b9"
+		 "64ec3843");
+	bad += check(!memcmp(c, d, 32), "HMAC-SHA256 RFC 4231 2", loud);
+	bad += check(selftest_records(), "records: seal, open, reject tamper",
+		     loud);
+	if (loud)
+		printf("selected: AES %s, GHASH %s, RDRAND %s\n", aes_name,
+		       ghash_name, use_rdrand ? "on" : "off");
+	return bad;
+}
+
 /* ==== handshake ========================================================= */
 
 /*
@@ -1426,250 +1670,6 @@ static void run(void)
 		if (pfds[0].fd >= 0 && pfds[0].revents)
 			accept_new();
 	}
-}
-
-/* ==== crypto selection and self-test ==================================== */
-
-static const struct {
-	const char *name;
-	const br_block_ctr_class *(*get)(void);
-	const br_block_ctr_class *vtable;
-} aes_impls[] = {
-	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL},
-	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL},
-	{"ct64", NULL, &br_aes_ct64_ctr_vtable},
-	{"ct", NULL, &br_aes_ct_ctr_vtable},
-};
-
-static const struct {
-	const char *name;
-	br_ghash (*get)(void);
-	br_ghash fn;
-} ghash_impls[] = {
-	{"pclmul", br_ghash_pclmul_get, NULL},
-	{"pwr8", br_ghash_pwr8_get, NULL},
-	{"ctmul64", NULL, br_ghash_ctmul64},
-	{"ctmul", NULL, br_ghash_ctmul},
-	{"ctmul32", NULL, br_ghash_ctmul32},
-};
-
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-static const br_block_ctr_class *aes_get(size_t i)
-{
-	return aes_impls[i].get ? aes_impls[i].get() : aes_impls[i].vtable;
-}
-
-static br_ghash ghash_get(size_t i)
-{
-	return ghash_impls[i].get ? ghash_impls[i].get() : ghash_impls[i].fn;
-}
-
-/* The fastest constant-time code this CPU runs: hardware AES and carry-less
- * multiply where present, else the 64-bit or 32-bit constant-time code. */
-static void crypto_select(void)
-{
-	size_t i;
-	int wide = sizeof(void *) >= 8;
-
-	/* the last entries, "ct" and "ctmul32", run everywhere */
-	for (i = 0; i + 1 < COUNT(aes_impls); i++)
-		if (aes_get(i) && (wide || strcmp(aes_impls[i].name, "ct64")))
-			break;
-	aes_impl = aes_get(i);
-	aes_name = aes_impls[i].name;
-	for (i = 0; i + 1 < COUNT(ghash_impls); i++)
-		if (ghash_get(i) &&
-		    (wide || strcmp(ghash_impls[i].name, "ctmul64")))
-			break;
-	ghash_impl = ghash_get(i);
-	ghash_name = ghash_impls[i].name;
-	ec_impl = br_ec_get_default();
-}
-
-static size_t unhex(unsigned char *out, const char *hex)
-{
-	size_t n = 0;
-	unsigned v;
-
-	for (; hex[0] && hex[1]; hex += 2) {
-		sscanf(hex, "%2x", &v);
-		out[n++] = (unsigned char)v;
-	}
-	return n;
-}
-
-static int check(int ok, const char *what, int loud)
-{
-	if (loud || !ok)
-		printf("%-44s %s\n", what, ok ? "ok" : "FAILED");
-	return !ok;
-}
-
-/* GCM test cases 4, 10 and 16 of McGrew and Viega's GCM paper (AES-128,
- * 192, 256): encrypt, check tag, decrypt, and reject a flipped bit. */
-static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
-{
-	static const char *p_hex =
-		"d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d"
-		"8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657"
-		"ba637b39";
-	static const char *k_hex =
-		"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f94"
-		"67308308";
-	static const char *c_hex[] = {
-		"42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e23"
-		"29aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac97"
-		"3d58e091" "5bc94fbc3221a5db94fae95ae7121a47",
-		"3980ca0b3c00e841eb06fac4872a2757859e1ceaa6efd984628593b4"
-		"0ca1e19c7d773d00c144c525ac619d18c84a3f4718e2448b2fe324d9"
-		"ccda2710" "2519498e80f1478f37ba55bd6d27618c",
-		"522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd"
-		"2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0a"
-		"bcc9f662" "76fc6ece0f4e1768cddf8853bb2d551b",
-	};
-	unsigned char k[32], p[60], c[76], buf[60], tag[16], iv[12], aad[20];
-	br_aes_gen_ctr_keys keys;
-	br_gcm_context g;
-	int bad = 0, i;
-
-	unhex(k, k_hex);
-	unhex(p, p_hex);
-	unhex(iv, "cafebabefacedbaddecaf888");
-	unhex(aad, "feedfacedeadbeeffeedfacedeadbeefabaddad2");
-	for (i = 0; i < 3; i++) {
-		unhex(c, c_hex[i]);
-		aes->init(&keys.vtable, k, 16 + 8 * (size_t)i);
-		br_gcm_init(&g, &keys.vtable, gh);
-		br_gcm_reset(&g, iv, 12);
-		br_gcm_aad_inject(&g, aad, 20);
-		br_gcm_flip(&g);
-		memcpy(buf, p, 60);
-		br_gcm_run(&g, 1, buf, 60);
-		br_gcm_get_tag(&g, tag);
-		bad |= memcmp(buf, c, 60) || memcmp(tag, c + 60, 16);
-		br_gcm_reset(&g, iv, 12);
-		br_gcm_aad_inject(&g, aad, 20);
-		br_gcm_flip(&g);
-		br_gcm_run(&g, 0, buf, 60);
-		bad |= !br_gcm_check_tag(&g, c + 60) || memcmp(buf, p, 60);
-		c[17] ^= 4;
-		br_gcm_reset(&g, iv, 12);
-		br_gcm_aad_inject(&g, aad, 20);
-		br_gcm_flip(&g);
-		br_gcm_run(&g, 0, c, 60);
-		bad |= br_gcm_check_tag(&g, c + 60) != 0;
-	}
-	return !bad;
-}
-
-/* The record layer as used on the wire: seal, open, and refuse a record
- * with one flipped bit, a wrong record number or a changed length. */
-static int selftest_records(void)
-{
-	static struct dir a, b; /* static: a dir holds AES round keys */
-	unsigned char r1[3 + 100 + REC_TAG], r2[sizeof r1];
-	size_t i, n, saved_len = key_len;
-	int ok = 1;
-
-	key_len = 32; /* the test runs before the real key is read */
-	for (i = 0; i < 32; i++)
-		a.secret[i] = b.secret[i] = (unsigned char)i;
-	a.seq = b.seq = 0;
-	dir_step(&a, NULL, 0, send_label);
-	dir_step(&b, NULL, 0, send_label);
-	for (i = 0; i < 100; i++)
-		r1[3 + i] = (unsigned char)i;
-	n = rec_seal(&a, r1, REC_DATA, 100);
-	memcpy(r2, r1, n);
-	ok &= n == sizeof r1 && rec_open(&b, r1, 101) == 0 && r1[2] == 0 &&
-	      r1[3 + 99] == 99;
-	r2[50] ^= 1; /* same record again, one bit flipped */
-	b.seq = 0;
-	ok &= rec_open(&b, r2, 101) < 0;
-	r2[50] ^= 1; /* intact, but replayed as record 1 */
-	ok &= rec_open(&b, r2, 101) < 0;
-	b.seq = 0;
-	r2[1] ^= 1; /* length changed */
-	ok &= rec_open(&b, r2, 101) < 0;
-	wipe(&a, sizeof a);
-	wipe(&b, sizeof b);
-	key_len = saved_len;
-	return ok;
-}
-
-/* Returns the number of failures; loud lists every check. */
-static int selftest(int loud)
-{
-	unsigned char a[64], b[64], c[64], d[64];
-	char what[64];
-	size_t i, j;
-	int bad = 0;
-
-	for (i = 0; i < COUNT(aes_impls); i++) {
-		for (j = 0; j < COUNT(ghash_impls); j++) {
-			if (!aes_get(i) || !ghash_get(j))
-				continue;
-			if (!loud && (aes_get(i) != aes_impl ||
-				      ghash_get(j) != ghash_impl))
-				continue;
-			snprintf(what, sizeof what, "AES-GCM 128/192/256 %s+%s",
-				 aes_impls[i].name, ghash_impls[j].name);
-			bad += check(selftest_gcm(aes_get(i), ghash_get(j)),
-				     what, loud);
-		}
-	}
-	if (loud) {
-		for (i = 0; i < COUNT(aes_impls); i++)
-			if (!aes_get(i))
-				printf("AES %-40s not on this CPU\n",
-				       aes_impls[i].name);
-		for (i = 0; i < COUNT(ghash_impls); i++)
-			if (!ghash_get(i))
-				printf("GHASH %-38s not on this CPU\n",
-				       ghash_impls[i].name);
-	}
-	/* RFC 7748, 5.2 (first vector) and 6.1 */
-	unhex(a, "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244"
-		 "ba449ac4");
-	unhex(b, "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6"
-		 "d0ab1c4c");
-	unhex(c, "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b40755"
-		 "77a28552");
-	bad += check(x25519(d, a, b) == 0 && !memcmp(c, d, 32),
-		     "X25519 RFC 7748 5.2", loud);
-	unhex(a, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba5"
-		 "1db92c2a");
-	unhex(b, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e14"
-		 "6f882b4f");
-	unhex(c, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c"
-		 "1e161742");
-	x25519_public(d, a);
-	bad += check(x25519(d + 32, a, b) == 0 && !memcmp(c, d + 32, 32) &&
-		     unhex(c, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d2638"
-			   "1af4eba4a98eaa9b4e6a") && !memcmp(c, d, 32),
-		     "X25519 RFC 7748 6.1", loud);
-	memset(b, 0, 32); /* a low-order point must be refused */
-	bad += check(x25519(d, a, b) < 0, "X25519 rejects a zero result",
-		     loud);
-	/* RFC 5869 test case 1, RFC 4231 test case 2 */
-	memset(a, 0x0b, 22);
-	unhex(b, "000102030405060708090a0b0c");
-	hkdf(d, 42, b, 13, a, 22, NULL, 0, "\xf0\xf1\xf2\xf3\xf4\xf5\xf6"
-	     "\xf7\xf8\xf9");
-	unhex(c, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56"
-		 "ecc4c5bf34007208d5b887185865");
-	bad += check(!memcmp(c, d, 42), "HKDF-SHA256 RFC 5869 1", loud);
-	hmac_sha256(d, "Jefe", 4, "what do ya want ", 16, "for nothing?", 12);
-	unhex(c, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b9"
-		 "64ec3843");
-	bad += check(!memcmp(c, d, 32), "HMAC-SHA256 RFC 4231 2", loud);
-	bad += check(selftest_records(), "records: seal, open, reject tamper",
-		     loud);
-	if (loud)
-		printf("selected: AES %s, GHASH %s, RDRAND %s\n", aes_name,
-		       ghash_name, use_rdrand ? "on" : "off");
-	return bad;
 }
 
 /* ==== keys ============================================================== */
