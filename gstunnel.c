@@ -162,6 +162,7 @@ struct dir {
 struct conn {
 	int plain, link;
 	unsigned char state, hs_len;
+	short plain_rev, link_rev; /* what poll() said this round */
 	unsigned flags;
 	unsigned long id;
 	int64_t since;    /* when accepted (ms on the monotonic clock) */
@@ -213,8 +214,12 @@ static const char *usage_text =
 "  -h          print this help and exit\n";
 
 static struct conn *conns;   /* the connection table, conn_max slots */
-static struct pollfd *pfds;  /* pfds[0]: listener; slot i owns
-			      * pfds[1 + 2i] (plain) and pfds[2 + 2i] (link) */
+/* pfds[0] is the listener; after it, one entry per fd that has interest,
+ * in slot order, and pfd_owner[k] = 2 * slot + (0 for plain, 1 for link).
+ * Only fds with interest are listed, so nfds never exceeds the fd limit
+ * (poll() refuses more), whatever -n says. */
+static struct pollfd *pfds;
+static int *pfd_owner;
 static int conn_max, conn_count, conn_high; /* slots >= conn_high are free */
 static unsigned long conn_ids;
 static int listen_fd = -1;
@@ -765,7 +770,7 @@ static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
 static int selftest_records(void)
 {
 	static struct dir a, b; /* static: a dir holds AES round keys */
-	unsigned char r1[3 + 100 + REC_TAG], r2[sizeof r1];
+	unsigned char r0[3 + 100 + REC_TAG], r[sizeof r0];
 	size_t i, n, saved_len = key_len;
 	int ok = 1;
 
@@ -776,19 +781,22 @@ static int selftest_records(void)
 	dir_step(&a, NULL, 0, send_label);
 	dir_step(&b, NULL, 0, send_label);
 	for (i = 0; i < 100; i++)
-		r1[3 + i] = (unsigned char)i;
-	n = rec_seal(&a, r1, REC_DATA, 100);
-	memcpy(r2, r1, n);
-	ok &= n == sizeof r1 && rec_open(&b, r1, 101) == 0 && r1[2] == 0 &&
-	      r1[3 + 99] == 99;
-	r2[50] ^= 1; /* same record again, one bit flipped */
+		r0[3 + i] = (unsigned char)i;
+	n = rec_seal(&a, r0, REC_DATA, 100); /* record 0 */
+	memcpy(r, r0, n);
+	ok &= n == sizeof r0 && rec_open(&b, r, 101) == 0 && r[2] == 0 &&
+	      r[3 + 99] == 99;
+	memcpy(r, r0, n); /* intact, but offered as record 1 */
+	ok &= rec_open(&b, r, 101) < 0;
+	for (i = 0; i < 3; i++) {
+		memcpy(r, r0, n);
+		r[i == 0 ? 50 : i == 1 ? 1 : n - 1] ^= 1; /* body, length, tag */
+		b.seq = 0;
+		ok &= rec_open(&b, r, 101) < 0;
+	}
+	memcpy(r, r0, n); /* and the intact one still opens as record 0 */
 	b.seq = 0;
-	ok &= rec_open(&b, r2, 101) < 0;
-	r2[50] ^= 1; /* intact, but replayed as record 1 */
-	ok &= rec_open(&b, r2, 101) < 0;
-	b.seq = 0;
-	r2[1] ^= 1; /* length changed */
-	ok &= rec_open(&b, r2, 101) < 0;
+	ok &= rec_open(&b, r, 101) == 0;
 	wipe(&a, sizeof a);
 	wipe(&b, sizeof b);
 	key_len = saved_len;
@@ -1536,8 +1544,10 @@ static void conn_timeout(struct conn *c)
 }
 
 /* Poll interest follows buffer state: read only where there is room to
- * put what is read, write only where something waits. */
-static void conn_events(struct conn *c, struct pollfd *pp, struct pollfd *pl)
+ * put what is read, write only where something waits. An fd with no
+ * interest is left out: poll() would still report POLLHUP for it, again
+ * and again. */
+static void conn_events(struct conn *c, int slot, nfds_t *n)
 {
 	short pe = 0, le = 0;
 	int rx_room = !c->rx.p || c->rx.len < BUF_SIZE;
@@ -1560,12 +1570,17 @@ static void conn_events(struct conn *c, struct pollfd *pp, struct pollfd *pl)
 	}
 	if (c->tx.len > c->tx.off)
 		le |= POLLOUT;
-	/* An fd with no interest is left out: poll() would still report
-	 * POLLHUP for it, again and again. */
-	pp->fd = pe ? c->plain : -1;
-	pp->events = pe;
-	pl->fd = le ? c->link : -1;
-	pl->events = le;
+	c->plain_rev = c->link_rev = 0;
+	if (pe && c->plain >= 0) {
+		pfds[*n].fd = c->plain;
+		pfds[*n].events = pe;
+		pfd_owner[(*n)++] = 2 * slot;
+	}
+	if (le && c->link >= 0) {
+		pfds[*n].fd = c->link;
+		pfds[*n].events = le;
+		pfd_owner[(*n)++] = 2 * slot + 1;
+	}
 }
 
 /* ==== the event loop ==================================================== */
@@ -1618,6 +1633,7 @@ static void run(void)
 	struct timespec ts;
 	sigset_t unblocked;
 	int64_t next, wait;
+	nfds_t nfds, k;
 	int i, n;
 
 	sigemptyset(&unblocked);
@@ -1632,13 +1648,12 @@ static void run(void)
 				next = accept_paused_until;
 		}
 		pfds[0].events = POLLIN;
+		nfds = 1;
 		for (i = 0; i < conn_high; i++) {
 			c = &conns[i];
-			if (c->state == S_FREE) {
-				pfds[1 + 2 * i].fd = pfds[2 + 2 * i].fd = -1;
+			if (c->state == S_FREE)
 				continue;
-			}
-			conn_events(c, &pfds[1 + 2 * i], &pfds[2 + 2 * i]);
+			conn_events(c, i, &nfds);
 			if (c->deadline && (!next || c->deadline < next))
 				next = c->deadline;
 		}
@@ -1649,21 +1664,28 @@ static void run(void)
 		}
 		/* SIGINT and SIGTERM are blocked except inside ppoll(), so
 		 * one cannot slip in between the check above and the wait. */
-		n = ppoll(pfds, 1 + 2 * (nfds_t)conn_high, next ? &ts : NULL,
-			  &unblocked);
+		n = ppoll(pfds, nfds, next ? &ts : NULL, &unblocked);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			die(1, "poll: %s", strerror(errno));
+			if (errno != EINTR) { /* cannot happen; do not spin */
+				logmsg(NULL, "poll: %s", strerror(errno));
+				sleep(1);
+			}
+			continue;
 		}
 		now = clock_ms();
+		for (k = 1; k < nfds; k++) {
+			c = &conns[pfd_owner[k] / 2];
+			if (pfd_owner[k] & 1)
+				c->link_rev = pfds[k].revents;
+			else
+				c->plain_rev = pfds[k].revents;
+		}
 		for (i = 0; i < conn_high; i++) {
 			c = &conns[i];
 			if (c->state == S_FREE)
 				continue;
-			if (pfds[1 + 2 * i].revents || pfds[2 + 2 * i].revents)
-				conn_pump(c, pfds[1 + 2 * i].revents,
-					  pfds[2 + 2 * i].revents);
+			if (c->plain_rev || c->link_rev)
+				conn_pump(c, c->plain_rev, c->link_rev);
 			else if (c->deadline && now >= c->deadline)
 				conn_timeout(c);
 		}
@@ -1870,7 +1892,8 @@ int main(int argc, char **argv)
 		       "limit", conn_max, fd_room);
 	conns = calloc((size_t)conn_max, sizeof *conns);
 	pfds = calloc(1 + 2 * (size_t)conn_max, sizeof *pfds);
-	if (!conns || !pfds)
+	pfd_owner = calloc(1 + 2 * (size_t)conn_max, sizeof *pfd_owner);
+	if (!conns || !pfds || !pfd_owner)
 		die(1, "out of memory for %d connections", conn_max);
 
 	listen_fd = listen_on(listen_ai);
@@ -1909,5 +1932,6 @@ int main(int argc, char **argv)
 	freeaddrinfo(remote_ai);
 	free(conns);
 	free(pfds);
+	free(pfd_owner);
 	return 0;
 }

@@ -630,6 +630,8 @@ if want failure; then
 	check "failure: target back: the same tunnel works" t echo $((P + 22)) 100000
 	check "failure: server back: the same client works" t up $((P + 24)) 100000
 	check "failure: after a reset the tunnel serves others" t up $CB 100000
+	check "failure: the app closes while data flows to it" t gone $CB
+	check "failure: the target closes while data flows to it" t gone_target $CB
 	survived() { alive $C_C && alive $C_S && alive $D_C && alive $B_C && alive $B_S; }
 	check "failure: every process survived (no SIGPIPE death)" survived
 fi
@@ -701,10 +703,12 @@ if want secure; then
 		unmitm
 		[ $rc = 0 ] && logged "truncated" "$T/$1.$3.log"
 	}
+	resets() { grep -c 'echo in=[0-9]* end=reset' "$T/target.log"; }
 	check "secure: truncation: target -> app cut after 20 records" truncated TG s2c:20 c
+	r0=$(resets)
 	check "secure: truncation: app -> target cut after 20 records" truncated TH c2s:20 s
-	target_reset() { grep 'echo in=[0-9]* end=reset' "$T/target.log"; }
-	check "secure: truncation: the target saw a reset too" target_reset
+	target_reset() { [ "$(resets)" -gt "$r0" ]; }
+	check "secure: truncation: the target saw a reset too" wait_for 20 target_reset
 
 	# strangers at the server port get not one byte, and time out
 	bg "$T/X.s.log" "$SERVER" -t 2 127.0.0.1:$((P + 35)) 127.0.0.1:$MUX "$KEY"; xs=$last
@@ -714,6 +718,11 @@ if want secure; then
 		check "secure: stranger ($kind): no byte back, closed" t probe $((P + 35)) $kind 5
 	done
 	check "secure: strangers: the target saw none of them" nothing_in "$a0"
+	check "secure: a client written from the README's protocol works" t ref $SB "$KEY"
+	check "secure: a hello built from the README's spec is answered" \
+		t hello $((P + 35)) "$KEY" 9 64
+	weak() { t hello $((P + 35)) "$KEY" 0 0 && logged "weak public key" "$T/X.s.log"; }
+	check "secure: a hello with a low-order X25519 key is refused" weak
 	xs_serves() { bg "$T/X.c.log" "$CLIENT" 127.0.0.1:$((P + 36)) 127.0.0.1:$((P + 35)) "$KEY"
 		xc=$last; listening $((P + 36)) && t up $((P + 36)) 100000; rc=$?; stop $xc; return $rc; }
 	check "secure: strangers: the server still serves" xs_serves
@@ -747,6 +756,11 @@ if want limits; then
 	bg "$T/hold.out" t hold $CB 6 1024; h=$last
 	wait_for 100 grep -q sent "$T/hold.out" 2>/dev/null
 	r1=$(rss_kb $B_C) r2=$(rss_kb $B_S)
+	k1=$(cpu_ticks $B_C) k2=$(cpu_ticks $B_S); sleep 1
+	k1=$(($(cpu_ticks $B_C) - k1)) k2=$(($(cpu_ticks $B_S) - k2))
+	idle() { echo "cpu ticks in 1 s while stalled: client $k1, server $k2"
+		[ $k1 -lt 10 ] && [ $k2 -lt 10 ]; }
+	check "limits: backpressure: no spinning while stalled" idle
 	small() { cat "$T/hold.out"; echo "rss: client $r1 kB, server $r2 kB"
 		grep -q sent "$T/hold.out" && [ "$r1" -lt 12000 ] && [ "$r2" -lt 12000 ]; }
 	if grep -q -a -e __asan_init -e __tsan_init "$CLIENT"; then
@@ -783,6 +797,22 @@ if want limits; then
 		echo "cpu ticks: $((c1 - c0))" && [ $((c1 - c0)) -lt 100 ]; }
 	check "limits: out of fds: paused, not dead, not spinning" emfile
 	stop $fc
+	# the server's accept() itself runs out: strangers hold its fds
+	(ulimit -n 16; exec "$SERVER" -t 3 -n 100 127.0.0.1:$((P + 39)) 127.0.0.1:$MUX "$KEY") \
+		>>"$T/G.s.log" 2>&1 &
+	gs=$!; pids="$pids $gs"
+	listening $((P + 39)) >/dev/null
+	bg "$T/hog.out" t hog $((P + 39)) 20 2.5; hog=$last
+	sleep 1
+	c0=$(cpu_ticks $gs); sleep 1; c1=$(cpu_ticks $gs)
+	wait $hog
+	accept_pause() { cat "$T/hog.out"; echo "cpu ticks in 1 s: $((c1 - c0))"
+		grep -q 'accept: Too many open files' "$T/G.s.log" && [ $((c1 - c0)) -lt 10 ]; }
+	check "limits: accept() out of fds: pauses without spinning" accept_pause
+	g_serves() { bg "$T/G.c.log" "$CLIENT" 127.0.0.1:$((P + 40)) 127.0.0.1:$((P + 39)) "$KEY"
+		gc=$last; listening $((P + 40)) && t up $((P + 40)) 100000; rc=$?; stop $gc; return $rc; }
+	check "limits: accept() out of fds: serves again by itself" wait_for 50 g_serves
+	stop $gs
 fi
 
 # ---- applications ---------------------------------------------------------
@@ -1172,6 +1202,45 @@ def c_stream(port, seconds, rate_kb):
     print("streamed %d bytes each way" % total[0])
 
 
+def c_hello(port, key, u, want):
+    """A client hello made here from the README's spec, with X25519 public
+    key u (a number): the server must answer it with 64 bytes (want=64),
+    or not at all (want=0: u is a point of low order)."""
+    import hmac
+    key = key.encode()
+    prk = hmac.new(b"gstunnel1", key, "sha256").digest()
+    hk = hmac.new(prk, b"gstunnel1 client hello\x01", "sha256").digest()
+    body = bytes([1, len(key)]) + int(u).to_bytes(32, "little")
+    s = socket.create_connection((HOST, int(port)), 5)
+    s.sendall(body + hmac.new(hk, body, "sha256").digest())
+    s.settimeout(3)
+    got = b""
+    try:
+        while len(got) < 100:
+            b = s.recv(100)
+            if not b:
+                break
+            got += b
+    except (socket.timeout, ConnectionResetError):
+        pass
+    if len(got) != int(want):
+        fail("the server answered %d bytes, want %s" % (len(got), want))
+
+
+def c_hog(port, count, seconds):
+    """Open count silent connections and hold them for `seconds`."""
+    socks = []
+    for _ in range(int(count)):
+        try:
+            socks.append(socket.create_connection((HOST, int(port)), 2))
+        except OSError:
+            break
+    print("holding %d connections" % len(socks))
+    time.sleep(float(seconds))
+    for s in socks:
+        s.close()
+
+
 def c_probe(port, kind, wait):
     """A stranger at the server port: it must get no byte back."""
     s = socket.create_connection((HOST, int(port)), 5)
@@ -1229,6 +1298,121 @@ def c_replay(port, path):
     except (socket.timeout, ConnectionResetError):
         pass
     print("replayed %d bytes, got %d back" % (len(rec), n))
+
+
+def c_gone(port):
+    """Ask for 50 MB, read a little, close completely: the tunnel's next
+    writes to us meet a reset socket (EPIPE, the SIGPIPE case)."""
+    s = socket.create_connection((HOST, int(port)), 5)
+    s.sendall(b"source 50000000 1\n")
+    s.settimeout(10)
+    got = 0
+    while got < 100000:
+        b = s.recv(65536)
+        if not b:
+            fail("EOF after %d bytes" % got)
+        got += len(b)
+    s.close()
+    time.sleep(1)
+
+
+def c_gone_target(port):
+    """The mode server closes at once on an unknown mode; we keep sending,
+    so the tunnel server writes into a target that reset (EPIPE)."""
+    s = socket.create_connection((HOST, int(port)), 5)
+    s.sendall(b"quit\n")
+    time.sleep(0.5)
+    try:
+        for _ in range(100):
+            s.sendall(bytes(65536))
+            time.sleep(0.01)
+    except OSError:
+        pass
+    s.close()
+    time.sleep(1)
+
+
+def c_ref(port, key):
+    """A second implementation of the client, written from the README's
+    Protocol section (needs python3-cryptography): handshake, DATA
+    "sink\nhello", EOF; the reply must open with the README's s2c key."""
+    import hmac
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey, X25519PublicKey)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding, PublicFormat)
+    K = key.encode()
+
+    def H(k, m):
+        return hmac.new(k, m, hashlib.sha256).digest()
+
+    def hkdf(salt, ikm, info, n):
+        prk, out, t, i = H(salt, ikm), b"", b"", 1
+        while len(out) < n:
+            t = H(prk, t + info + bytes([i]))
+            out += t
+            i += 1
+        return out[:n]
+
+    class Dir:
+        def __init__(s, t, label):
+            s.t, s.label, s.n = t, label, 0
+            s.step(b"")
+
+        def step(s, ikm):
+            o = hkdf(s.t, ikm, s.label, 32 + len(K) + 12)
+            s.t, s.g, s.iv = o[:32], AESGCM(o[32:32 + len(K)]), o[32 + len(K):]
+
+        def nonce(s):
+            n = bytes(a ^ b for a, b in zip(s.iv, bytes(4) + struct.pack(">Q", s.n)))
+            s.n += 1
+            return n
+
+        def seal(s, typ, payload):
+            hd = struct.pack(">H", 1 + len(payload))
+            return hd + s.g.encrypt(s.nonce(), bytes([typ]) + payload, hd)
+
+        def open(s, hd, body):
+            p = s.g.decrypt(s.nonce(), body, hd)
+            return p[0], p[1:]
+
+    def recvn(c, n):
+        b = b""
+        while len(b) < n:
+            x = c.recv(n - len(b))
+            if not x:
+                fail("closed after %d of %d bytes" % (len(b), n))
+            b += x
+        return b
+
+    hk = hkdf(b"gstunnel1", K, b"gstunnel1 client hello", 32)
+    c = socket.create_connection((HOST, int(port)), 5)
+    c.settimeout(5)
+    xc = X25519PrivateKey.generate()
+    head = bytes([1, len(K)]) + xc.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ch = head + H(hk, head)
+    c.sendall(ch)
+    sh = recvn(c, 64)
+    dh = xc.exchange(X25519PublicKey.from_public_bytes(sh[:32]))
+    th = hashlib.sha256(ch + sh[:32]).digest()
+    o = hkdf(th, K + dh, b"gstunnel1 handshake", 128)
+    if not hmac.compare_digest(H(o[:32], th), sh[32:]):
+        fail("the server's proof does not match the README")
+    c2s, s2c = Dir(o[64:96], b"gstunnel1 c2s"), Dir(o[96:], b"gstunnel1 s2c")
+    c.sendall(H(o[32:64], th) + c2s.seal(0, b"sink\nhello") + c2s.seal(1, b""))
+    got = b""
+    while True:
+        hd = recvn(c, 2)
+        try:
+            typ, p = s2c.open(hd, recvn(c, struct.unpack(">H", hd)[0] + 16))
+        except Exception as e:
+            fail("server record %d does not open with the README's key: %r" % (s2c.n - 1, e))
+        if typ == 1:
+            break
+        got += p
+    if got != hashlib.sha256(b"hello").hexdigest().encode() + b"\n":
+        fail("reply %r" % got)
 
 
 def c_run(port, head):
