@@ -718,6 +718,8 @@ if want secure; then
 		check "secure: stranger ($kind): no byte back, closed" t probe $((P + 35)) $kind 5
 	done
 	check "secure: strangers: the target saw none of them" nothing_in "$a0"
+	check "secure: a wrong version byte is logged as such" \
+		logged "protocol version 71, we speak 1" "$T/X.s.log"
 	check "secure: a client written from the README's protocol works" t ref $SB "$KEY"
 	check "secure: a hello built from the README's spec is answered" \
 		t hello $((P + 35)) "$KEY" 9 64
@@ -839,6 +841,8 @@ if want rotation; then
 		rotations "$T/R.c.log" send 20 && rotations "$T/R.c.log" receive 20 &&
 		rotations "$T/R.s.log" send 20 && rotations "$T/R.s.log" receive 20; }
 	check "rotation: -r 1, 30 s both ways: intact, rotated both ways" rot_ok
+	impl() { grep -E "AES (x86ni|pwr8|ct64|ct), GHASH (pclmul|pwr8|ctmul64|ctmul|ctmul32)" "$T/R.c.log"; }
+	check "rotation: -v names the AES and GHASH code in use" impl
 	rotq_ok() { wait $rotq && rotations "$T/Q.c.log" send 4 &&
 		rotations "$T/Q.s.log" receive 4; }
 	check "rotation: the server's -r asks the client to rotate" rotq_ok
