@@ -986,6 +986,9 @@ static int server_handshake(struct conn *c)
 		       errno == EINTR ? 0 : fail(c, "link: %s",
 						 strerror(errno));
 	c->hs_len = (unsigned char)(c->hs_len + n);
+	if (c->state == S_HELLO && p[0] != PROTO_VERSION) /* at once */
+		return fail(c, "bad hello: protocol version %u, we speak %u",
+			    p[0], PROTO_VERSION);
 	if (c->hs_len < need)
 		return 0;
 	c->hs_len = 0;
@@ -996,9 +999,6 @@ static int server_handshake(struct conn *c)
 		wipe(c->hs, sizeof c->hs);
 		return conn_connect_next(c, 0);
 	}
-	if (p[0] != PROTO_VERSION)
-		return fail(c, "bad hello: protocol version %u, we speak %u",
-			    p[0], PROTO_VERSION);
 	hmac_sha256(s_mac, hello_key, 32, p, 34, NULL, 0);
 	if (!ct_equal(s_mac, p + 34, 32))
 		return fail(c, "authentication failed: bad client hello "
