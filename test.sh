@@ -7,7 +7,8 @@
 #   NAME  run only the test groups whose name contains NAME
 #
 # GSTUNNEL_CLIENT / GSTUNNEL_SERVER name the binaries (default: ./gstunnel_*),
-# so the same tests rerun on sanitizer builds (their reports fail the run);
+# so the same tests rerun on sanitizer builds or under valgrind (a wrapper
+# script that execs "valgrind -q ... gstunnel_*"); their reports fail the run;
 # PORT_BASE (24000) moves every port; KEEP=1 keeps the logs. The python helper (Debian's /usr/bin/python3) is at the
 # bottom of this file. Every wait is bounded; every process started here is
 # stopped by PID. The last line is "N passed, N failed, N skipped".
@@ -868,10 +869,11 @@ fi
 for p in $pids; do kill "$p" 2>/dev/null; done
 for p in $pids; do wait "$p" 2>/dev/null; done
 pids=""
-if grep -q -a -e __asan_init -e __ubsan_handle -e __tsan_init "$CLIENT" "$SERVER"; then
+if grep -q -a -e __asan_init -e __ubsan_handle -e __tsan_init -e valgrind \
+		"$CLIENT" "$SERVER"; then
 	reports() { ! grep -l -e 'ERROR: [A-Za-z]*Sanitizer' -e 'runtime error:' \
-		-e 'SUMMARY: [A-Za-z]*Sanitizer' "$T"/*.log; }
-	check "sanitizers: no reports in any log" reports
+		-e 'SUMMARY: [A-Za-z]*Sanitizer' -e '^==[0-9]*== ' "$T"/*.log; }
+	check "sanitizers: no sanitizer or valgrind reports in any log" reports
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
