@@ -844,6 +844,20 @@ if want rotation; then
 	check "rotation: -r 1, 30 s both ways: intact, rotated both ways" rot_ok
 	impl() { grep -E "AES (x86ni|pwr8|ct64|ct), GHASH (pclmul|pwr8|ctmul64|ctmul|ctmul32)" "$T/R.c.log"; }
 	check "rotation: -v names the AES and GHASH code in use" impl
+	# rotation by volume: a build whose threshold is 256 KiB, not 1 GiB
+	if ${CC:-cc} -std=c99 -O2 -DROTATE_BYTES=262144 -DCLIENT -o "$T/vol_client" \
+		gstunnel.c -lbearssl 2>"$T/cc.log" && ${CC:-cc} -std=c99 -O2 \
+		-DROTATE_BYTES=262144 -DSERVER -o "$T/vol_server" gstunnel.c -lbearssl; then
+		vol() { oc=$CLIENT os=$SERVER; CLIENT=$T/vol_client SERVER=$T/vol_server
+			COPT="-v -r 0" SOPT="-v -r 0"
+			pair V $((P + 48)) $((P + 47)) 127.0.0.1:$ECHO; rc=$?
+			CLIENT=$oc SERVER=$os COPT= SOPT=
+			[ $rc = 0 ] && t echo $((P + 48)) 16000000 && sleep 0.5 &&
+			rotations "$T/V.c.log" send 4 && rotations "$T/V.s.log" receive 4; }
+		check "rotation: by volume (a build rotating every 256 KiB)" vol
+	else
+		skip "rotation: by volume (cannot build here: $(head -c 80 "$T/cc.log"))"
+	fi
 	rotq_ok() { wait $rotq && rotations "$T/Q.c.log" send 4 &&
 		rotations "$T/Q.s.log" receive 4; }
 	check "rotation: the server's -r asks the client to rotate" rotq_ok
