@@ -182,9 +182,16 @@ struct conn {
 
 /* ==== prototypes ======================================================== */
 
-static void die(int code, const char *fmt, ...);
-static void logmsg(const struct conn *c, const char *fmt, ...);
-static int fail(struct conn *c, const char *fmt, ...);
+#if defined(__GNUC__) || defined(__clang__)
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTF_LIKE(f, a)
+#endif
+
+static void die(int code, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void logmsg(const struct conn *c, const char *fmt, ...)
+	PRINTF_LIKE(2, 3);
+static int fail(struct conn *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void conn_close(struct conn *c, int reset);
 static int conn_connect_next(struct conn *c, int err);
 static int rx_process(struct conn *c);
@@ -1514,7 +1521,7 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 		r = tx_flush(c);
 	if (r == 0 && (c->flags & F_LINK_EOF) && !c->out_len &&
 	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
-		r = fail(c, c->state == S_OPEN ?
+		r = fail(c, "%s", c->state == S_OPEN ?
 			 "link closed without end of stream (truncated)" :
 			 hs_closed);
 	if (r == 0 && (c->flags & F_LINK_EOF) && !(c->flags & F_TX_EOF))
