@@ -28,7 +28,13 @@ pids=""
 passed=0 failed=0 skipped=0
 KEY=0123456789abcdef0123456789abcdef
 
+_cn="(start)" finished=0
 cleanup() {
+	if [ $finished = 0 ]; then # a shell error ended the run inside a check
+		echo "FAILED  $_cn: test.sh stopped here"
+		sed 's/^/        | /' "$T/out" 2>/dev/null | tail -n 8
+		echo "$passed passed, $((failed + 1)) failed, $skipped skipped"
+	fi
 	for p in $pids; do kill "$p" 2>/dev/null; done
 	for p in $pids; do wait "$p" 2>/dev/null; done
 	if [ -n "${KEEP:-}" ]; then echo "logs kept in $T"; else rm -rf "$T"; fi
@@ -285,15 +291,38 @@ _ap_end() {  # _ap_end RC: stop everything, remove temp dir, report
 }
 
 # ---------------------------------------------------------------- app_http
+# _ap_daemon WHAT PORT LOG TENTHS CMD...: start CMD, wait up to TENTHS
+# tenths of a second for PORT; on failure say why and show LOG
+_ap_daemon() {
+    _ap_what=$1 _ap_dport=$2 _ap_dlog=$3 _ap_dt=$4; shift 4
+    "$@" </dev/null >"$_ap_dlog" 2>&1 &
+    _ap_pids="$_ap_pids $!"
+    _ap_wait_port "$_ap_dport" "$!" "$_ap_dt"
+    case $? in
+        0) return 0 ;;
+        2) _ap_log "$_ap_fn: FAIL: $_ap_what exited" ;;
+        *) _ap_log "$_ap_fn: FAIL: $_ap_what not listening on $_ap_dport" ;;
+    esac
+    _ap_tail "$_ap_dlog"
+    return 1
+}
+
+# _ap_with_origin PROXY_PORT (after _ap_ports): ports free, a temp dir, the origin serving a
+# random 1 MiB file (used by the HTTP and SOCKS checks)
+_ap_with_origin() {
+    _ap_port_free "$_ap_origin_port" || return 1
+    _ap_port_free "$1" || return 1
+    _ap_dir=$(mktemp -d) || { _ap_log "$_ap_fn: FAIL: mktemp"; return 1; }
+    mkdir "$_ap_dir/www" || return 1
+    _ap_mkfile "$_ap_dir/www" || return 1
+    _ap_origin_start "$_ap_dir/www" "$_ap_origin_port" "$_ap_dir/origin.log"
+}
+
 _ap_http_body() {
     _ap_need curl squid sha256sum "$APPS_PY" || return 1
     _ap_ports
-    _ap_port_free "$_ap_origin_port" || return 1
-    _ap_port_free "$_ap_squid_port" || return 1
-    _ap_dir=$(mktemp -d) || { _ap_log "app_http: FAIL: mktemp"; return 1; }
-    mkdir "$_ap_dir/www" "$_ap_dir/squid" || return 1
-    _ap_mkfile "$_ap_dir/www" || return 1
-    _ap_origin_start "$_ap_dir/www" "$_ap_origin_port" "$_ap_dir/origin.log" || return 1
+    _ap_with_origin "$_ap_squid_port" || return 1
+    mkdir "$_ap_dir/squid" || return 1
 
     # Squid refuses to keep running as root: it drops to cache_effective_user,
     # which must be able to reach and write its log/pid directory.
@@ -338,19 +367,10 @@ _ap_http_body() {
     # clash with a system squid (service "squid") or a concurrent run.
     _ap_squid_svc=gstunnel${_ap_squid_port}
     rm -f /dev/shm/"$_ap_squid_svc"-*.shm 2>/dev/null || :  # stale, from a kill -9
-    squid -N -n "$_ap_squid_svc" -f "$_ap_sq/squid.conf" \
-        </dev/null >"$_ap_sq/stdout.log" 2>&1 &
-    _ap_pids="$_ap_pids $!"
-    _ap_squid_pid=$!
     # squid 5.7 usually listens after ~0.5-1.5 s; allow 10 s
-    _ap_wait_port "$_ap_squid_port" "$_ap_squid_pid" 100
-    case $? in
-        0) ;;
-        2) _ap_log "app_http: FAIL: squid exited at startup"
-           _ap_tail "$_ap_sq/stdout.log"; _ap_tail "$_ap_sq/cache.log"; return 1 ;;
-        *) _ap_log "app_http: FAIL: squid not listening on $_ap_squid_port after 10 s"
-           _ap_tail "$_ap_sq/cache.log"; return 1 ;;
-    esac
+    _ap_daemon squid "$_ap_squid_port" "$_ap_sq/stdout.log" 100 \
+        squid -N -n "$_ap_squid_svc" -f "$_ap_sq/squid.conf" ||
+        { _ap_tail "$_ap_sq/cache.log"; return 1; }
 
     _ap_tunnel "$_ap_squid_port" || return 1
 
@@ -378,31 +398,14 @@ _ap_http_body() {
     return 1
 }
 
-app_http() {
-    _ap_begin app_http
-    _ap_http_body && _ap_rc=0 || _ap_rc=$?
-    _ap_end "$_ap_rc"
-}
-
 # ---------------------------------------------------------------- app_socks
 _ap_socks_body() {
     _ap_need curl microsocks sha256sum "$APPS_PY" || return 1
     _ap_ports
-    _ap_port_free "$_ap_origin_port" || return 1
-    _ap_port_free "$_ap_socks_port" || return 1
-    _ap_dir=$(mktemp -d) || { _ap_log "app_socks: FAIL: mktemp"; return 1; }
-    mkdir "$_ap_dir/www" || return 1
-    _ap_mkfile "$_ap_dir/www" || return 1
-    _ap_origin_start "$_ap_dir/www" "$_ap_origin_port" "$_ap_dir/origin.log" || return 1
+    _ap_with_origin "$_ap_socks_port" || return 1
 
-    microsocks -i 127.0.0.1 -p "$_ap_socks_port" </dev/null >"$_ap_dir/microsocks.log" 2>&1 &
-    _ap_pids="$_ap_pids $!"
-    _ap_wait_port "$_ap_socks_port" "$!" 50
-    case $? in
-        0) ;;
-        2) _ap_log "app_socks: FAIL: microsocks exited"; _ap_tail "$_ap_dir/microsocks.log"; return 1 ;;
-        *) _ap_log "app_socks: FAIL: microsocks not listening on $_ap_socks_port after 5 s"; return 1 ;;
-    esac
+    _ap_daemon microsocks "$_ap_socks_port" "$_ap_dir/microsocks.log" 50 \
+        microsocks -i 127.0.0.1 -p "$_ap_socks_port" || return 1
 
     _ap_tunnel "$_ap_socks_port" || return 1
 
@@ -426,12 +429,6 @@ _ap_socks_body() {
     return 1
 }
 
-app_socks() {
-    _ap_begin app_socks
-    _ap_socks_body && _ap_rc=0 || _ap_rc=$?
-    _ap_end "$_ap_rc"
-}
-
 # ---------------------------------------------------------------- app_smtp
 _ap_smtp_body() {
     _ap_need swaks "$APPS_PY" || return 1
@@ -445,16 +442,9 @@ _ap_smtp_body() {
 
     # Mailbox handler writes each message into a Maildir ($_ap_dir/mail/new/).
     # -n: do not setuid to nobody (needed when run as root, harmless otherwise).
-    "$APPS_PY" -m aiosmtpd -n -l "127.0.0.1:$_ap_smtp_port" \
-        -c aiosmtpd.handlers.Mailbox "$_ap_dir/mail" \
-        </dev/null >"$_ap_dir/smtpd.log" 2>&1 &
-    _ap_pids="$_ap_pids $!"
-    _ap_wait_port "$_ap_smtp_port" "$!" 50
-    case $? in
-        0) ;;
-        2) _ap_log "app_smtp: FAIL: aiosmtpd exited"; _ap_tail "$_ap_dir/smtpd.log"; return 1 ;;
-        *) _ap_log "app_smtp: FAIL: aiosmtpd not listening on $_ap_smtp_port after 5 s"; return 1 ;;
-    esac
+    _ap_daemon aiosmtpd "$_ap_smtp_port" "$_ap_dir/smtpd.log" 50 \
+        "$APPS_PY" -m aiosmtpd -n -l "127.0.0.1:$_ap_smtp_port" \
+        -c aiosmtpd.handlers.Mailbox "$_ap_dir/mail" || return 1
 
     _ap_tunnel "$_ap_smtp_port" || return 1
 
@@ -485,9 +475,10 @@ _ap_smtp_body() {
     return 1
 }
 
-app_smtp() {
-    _ap_begin app_smtp
-    _ap_smtp_body && _ap_rc=0 || _ap_rc=$?
+# app NAME: run the check _ap_NAME_body (http, socks, smtp), then clean up
+app() {
+    _ap_begin "app_$1"
+    "_ap_$1_body" && _ap_rc=0 || _ap_rc=$?
     _ap_end "$_ap_rc"
 }
 
@@ -828,9 +819,9 @@ if want apps; then
 	}
 	tunnel_down() { stop $ac; stop $as; }
 	PORT_BASE=$((P + 100))
-	check "apps: HTTP proxy (squid) through the tunnel" app_http
-	check "apps: SOCKS5 proxy (microsocks) through the tunnel" app_socks
-	check "apps: mail (swaks to an SMTP server) through the tunnel" app_smtp
+	check "apps: HTTP proxy (squid) through the tunnel" app http
+	check "apps: SOCKS5 proxy (microsocks) through the tunnel" app socks
+	check "apps: mail (swaks to an SMTP server) through the tunnel" app smtp
 fi
 
 # ---- rotation results -------------------------------------------------------
@@ -891,6 +882,7 @@ if grep -q -a -e __asan_init -e __ubsan_handle -e __tsan_init -e valgrind \
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
+finished=1
 [ $failed = 0 ]
 exit
 : <<'#--- end ---'
