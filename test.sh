@@ -932,13 +932,19 @@ def log(path, line):
         f.write(line + "\n")
 
 
+async def chunks(r):
+    """What r delivers, up to EOF."""
+    while True:
+        b = await r.read(1 << 16)
+        if not b:
+            return
+        yield b
+
+
 async def drain(r):
     n, end = 0, "eof"
     try:
-        while True:
-            b = await r.read(1 << 16)
-            if not b:
-                break
+        async for b in chunks(r):
             n += len(b)
     except ConnectionResetError:
         end = "reset"
@@ -949,10 +955,7 @@ async def echo(r, w, logf):
     log(logf, "accept echo")
     n, end = 0, "eof"
     try:
-        while True:
-            b = await r.read(1 << 16)
-            if not b:
-                break
+        async for b in chunks(r):
             n += len(b)
             w.write(b)
             await w.drain()
@@ -976,19 +979,13 @@ async def mux(r, w, logf):
     sock = w.get_extra_info("socket")
     try:
         if mode == "sink":          # read to EOF, answer the hash
-            while True:
-                b = await r.read(1 << 16)
-                if not b:
-                    break
+            async for b in chunks(r):
                 n += len(b)
                 h.update(b)
             w.write(h.hexdigest().encode() + b"\n")
         elif mode == "back":        # read to EOF, then send it all back
             buf = bytearray()
-            while True:
-                b = await r.read(1 << 16)
-                if not b:
-                    break
+            async for b in chunks(r):
                 buf += b
             n = len(buf)
             w.write(bytes(buf))
@@ -1008,10 +1005,7 @@ async def mux(r, w, logf):
             end = "sent-reset"
         elif mode == "hold":        # read nothing for a while, then sink
             await asyncio.sleep(float(line[1]))
-            while True:
-                b = await r.read(1 << 16)
-                if not b:
-                    break
+            async for b in chunks(r):
                 n += len(b)
                 h.update(b)
             w.write(h.hexdigest().encode() + b"\n")
