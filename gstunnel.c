@@ -1,7 +1,8 @@
 /*
  * gstunnel - a small encrypted TCP tunnel.
  *
- *   app -> gstunnel_client -> (AES-GCM) -> gstunnel_server -> target
+ *   app -> gstunnel_client -> (AES-GCM or ChaCha20-Poly1305)
+ *       -> gstunnel_server -> target
  *
  * One source, built twice: -DCLIENT gives gstunnel_client, -DSERVER gives
  * gstunnel_server. One process, one poll() loop, a fixed connection table.
@@ -78,19 +79,23 @@
 #ifndef ROTATE_BYTES
 #define ROTATE_BYTES (1ULL << 30) /* rotate after this much data, too */
 #endif
+#ifndef BENCH_MS
+#define BENCH_MS 150 /* -B: time spent on each implementation */
+#endif
 #ifndef ACCEPT_PAUSE_MS
 #define ACCEPT_PAUSE_MS 1000 /* stop accepting this long after EMFILE */
 #endif
 
 /* Protocol constants: see the README before changing any of them. */
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
+#define KDF_ROUNDS 100000 /* PBKDF2 rounds: about 1.5 s on a 500 MHz MIPS */
 #define REC_PAYLOAD_MAX 16384
 #define REC_HEAD 2 /* big-endian length of type byte + payload */
 #define REC_TAG 16
 #define REC_WIRE_MAX (REC_HEAD + 1 + REC_PAYLOAD_MAX + REC_TAG)
 #define REC_CTRL_MAX (REC_HEAD + 1 + 32 + REC_TAG)
-#define CLIENT_HELLO_LEN 66 /* version, key length, X25519 public, MAC */
-#define SERVER_HELLO_LEN 64 /* X25519 public, MAC */
+#define CLIENT_HELLO_LEN 66 /* version, cipher, X25519 public, MAC */
+#define SERVER_HELLO_LEN 65 /* cipher, X25519 public, MAC */
 #define FINISHED_LEN 32
 
 /* Each direction's buffer holds BUF_RECORDS full records: one being written
@@ -141,11 +146,40 @@ struct buf {
 	int hot;          /* the last read filled it: keep it for the next */
 };
 
+struct dir;
+
+/* A cipher is a row of the table `ciphers`: its name for -c, its id on the
+ * wire, its traffic key length (0: the KEY's), and its code. use() selects
+ * its implementation pair i (see crypto_select). */
+struct cipher {
+	const char *name, *aead;
+	unsigned char id, key_len;
+	void (*init)(struct dir *d, const unsigned char *k, size_t n);
+	void (*seal)(struct dir *d, const unsigned char *nonce,
+		     const void *aad, size_t aad_len, unsigned char *data,
+		     size_t len, unsigned char *tag);
+	int (*open)(struct dir *d, const unsigned char *nonce,
+		    const void *aad, size_t aad_len, unsigned char *data,
+		    size_t len, const unsigned char *tag);
+	const char *(*use)(size_t i, int *ok);
+	int (*kat)(void);
+};
+
 /* One direction of the record layer. The GCM context points at aes, so a
  * dir never moves (it lives in the connection table). */
 struct dir {
-	br_aes_gen_ctr_keys aes;
-	br_gcm_context gcm;
+	const struct cipher *cipher;
+	union {
+		struct {
+			br_aes_gen_ctr_keys aes;
+			br_gcm_context gcm;
+		} gcm;
+		struct {
+			unsigned char key[32];
+			br_chacha20_run chacha;
+			br_poly1305_run poly;
+		} cp;
+	} k;
 	unsigned char secret[32]; /* traffic secret: ratchets on rotation */
 	unsigned char iv[12];
 	uint64_t seq;             /* records sealed or opened with this dir */
@@ -209,14 +243,18 @@ static const char *usage_text =
 "              read from -k FILE or $GSTUNNEL_KEY when not given here\n"
 "\n"
 "options:\n"
+"  -c CIPHER   aes (AES-GCM, the default) or chacha20 (ChaCha20-Poly1305,\n"
+"              faster on CPUs without AES instructions: see -B); a server\n"
+"              given -c refuses the other, else it takes the client's\n"
 "  -k FILE     read KEY from FILE ('-': standard input)\n"
 "  -n MAXCONN  connections at once (default: fd limit / 2, at most 8192)\n"
 "  -t SECONDS  connect and handshake timeout (default 10)\n"
 "  -r SECONDS  rotate keys after SECONDS of activity, 0: by volume only\n"
 "              (default 60)\n"
-"  -v          verbose: log connections, key rotations, AES/GHASH code\n"
+"  -v          verbose: log connections, key rotations, cipher code\n"
 "  -g          print a new random 32-character key and exit\n"
 "  -S          run the crypto self-test on every implementation and exit\n"
+"  -B          measure each cipher implementation's speed here and exit\n"
 "  -V          print the version and exit\n"
 "  -h          print this help and exit\n";
 
@@ -236,17 +274,23 @@ static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000;
 static int64_t rotate_ms = ROTATE_DEFAULT * 1000;
 static volatile sig_atomic_t stop_signal;
 
+/* key: KEY stretched by PBKDF2 (the raw KEY is wiped at once); key_len:
+ * the raw KEY's length, which picks AES-128/192/256 */
 static unsigned char key[32], hello_key[32];
 static size_t key_len;
+static const struct cipher *cipher; /* -c, or the default */
+static int cipher_forced;           /* -c given: the server refuses others */
+/* the implementations in use: set by crypto_select() and cipher use() */
 static const br_block_ctr_class *aes_impl;
 static br_ghash ghash_impl;
-static const char *aes_name, *ghash_name;
-static const br_ec_impl *ec_impl;
+static br_chacha20_run chacha_impl;
+static br_poly1305_run poly_impl;
+static const br_ec_impl *ec_impl = &br_ec_c25519_m31;
 static int use_rdrand = 1;
 static int urandom_fd = -1;
 
-static const char *send_label = IS_CLIENT ? "gstunnel1 c2s" : "gstunnel1 s2c";
-static const char *recv_label = IS_CLIENT ? "gstunnel1 s2c" : "gstunnel1 c2s";
+static const char *send_label = IS_CLIENT ? "gstunnel2 c2s" : "gstunnel2 s2c";
+static const char *recv_label = IS_CLIENT ? "gstunnel2 s2c" : "gstunnel2 c2s";
 static const char *plain_name = IS_CLIENT ? "app" : "target";
 static const char *hs_closed = "authentication failed: the server closed the "
 			       "link in the handshake (wrong key?)";
@@ -416,6 +460,35 @@ static const char *addr_str(const struct addrinfo *ai)
 
 /* ==== randomness ======================================================== */
 
+/*
+ * Kernels before 3.17 have no getrandom(), which waits until the kernel's
+ * pool is seeded; /dev/urandom never waits. So wait once for /dev/random to
+ * become readable, which it does when the pool has entropy: a router just
+ * after boot must not make predictable keys. Then use /dev/urandom for good.
+ */
+static int urandom_open(void)
+{
+	struct pollfd p;
+	int r, fd = open("/dev/random", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	p.fd = fd;
+	p.events = POLLIN;
+	while ((r = poll(&p, 1, 1000)) <= 0) {
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r == 0)
+			logmsg(NULL, "waiting for the kernel's random pool "
+			       "(/dev/random) before making keys");
+	}
+	close(fd);
+	if (r <= 0)
+		return -1;
+	urandom_fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	return urandom_fd;
+}
+
 static int os_random(void *buf, size_t n)
 {
 	unsigned char *p = buf;
@@ -424,16 +497,13 @@ static int os_random(void *buf, size_t n)
 	while (n) {
 		r = -1;
 		errno = ENOSYS;
-#ifdef SYS_getrandom
+#if defined(SYS_getrandom) && !defined(NO_GETRANDOM)
 		if (urandom_fd < 0)
 			r = syscall(SYS_getrandom, p, n, 0);
 #endif
 		if (r < 0 && errno == ENOSYS) {
 			/* Kernels before 3.17: fall back for good. */
-			if (urandom_fd < 0)
-				urandom_fd = open("/dev/urandom",
-						  O_RDONLY | O_CLOEXEC);
-			if (urandom_fd < 0)
+			if (urandom_fd < 0 && urandom_open() < 0)
 				return -1;
 			r = read(urandom_fd, p, n);
 			if (r == 0)
@@ -557,6 +627,37 @@ static void hkdf(void *out, size_t n, const void *salt, size_t salt_len,
 	wipe(&h, sizeof h);
 }
 
+/* PBKDF2-HMAC-SHA256 (RFC 8018), one 32-byte block: the XOR of U1..Uc,
+ * U1 = HMAC(pw, salt || 0x00000001), Ui = HMAC(pw, Ui-1). BearSSL's key
+ * context keeps the padded key's hash state, so a round is two SHA-256
+ * blocks. */
+static void pbkdf2(unsigned char out[32], const void *pw, size_t pw_len,
+		   const void *salt, size_t salt_len, unsigned long rounds)
+{
+	br_hmac_key_context kc;
+	br_hmac_context h;
+	unsigned char u[32];
+	unsigned long r;
+	size_t i;
+
+	br_hmac_key_init(&kc, &br_sha256_vtable, pw, pw_len);
+	br_hmac_init(&h, &kc, 0);
+	br_hmac_update(&h, salt, salt_len);
+	br_hmac_update(&h, "\0\0\0\1", 4);
+	br_hmac_out(&h, u);
+	memcpy(out, u, 32);
+	for (r = 1; r < rounds; r++) {
+		br_hmac_init(&h, &kc, 0);
+		br_hmac_update(&h, u, 32);
+		br_hmac_out(&h, u);
+		for (i = 0; i < 32; i++)
+			out[i] ^= u[i];
+	}
+	wipe(&kc, sizeof kc);
+	wipe(&h, sizeof h);
+	wipe(u, sizeof u);
+}
+
 static void x25519_public(unsigned char pub[32], const unsigned char sec[32])
 {
 	ec_impl->mulgen(pub, sec, 32, BR_EC_curve25519);
@@ -576,148 +677,187 @@ static int x25519(unsigned char out[32], const unsigned char sec[32],
 	return 0;
 }
 
-/* ==== record layer ====================================================== */
+/* ==== ciphers =========================================================== */
 
-/* Move a direction's key forward: secret, key and IV all come from
- * HKDF(salt = old secret, ikm, label); the old secret is overwritten. */
-static void dir_step(struct dir *d, const unsigned char *ikm, size_t ikm_len,
-		     const char *label)
+/* AES-GCM; the AES and GHASH code come from crypto_select(). */
+static void gcm_init(struct dir *d, const unsigned char *k, size_t n)
 {
-	unsigned char out[32 + 32 + 12];
-
-	hkdf(out, 32 + key_len + 12, d->secret, 32, ikm, ikm_len, NULL, 0,
-	     label);
-	memcpy(d->secret, out, 32);
-	aes_impl->init(&d->aes.vtable, out + 32, key_len);
-	br_gcm_init(&d->gcm, &d->aes.vtable, ghash_impl);
-	memcpy(d->iv, out + 32 + key_len, 12);
-	wipe(out, sizeof out);
+	aes_impl->init(&d->k.gcm.aes.vtable, k, n);
+	br_gcm_init(&d->k.gcm.gcm, &d->k.gcm.aes.vtable, ghash_impl);
 }
 
-/* nonce = iv XOR (4 zero bytes || 64-bit big-endian record number) */
-static void dir_start(struct dir *d, const void *aad, size_t aad_len)
+static void gcm_start(struct dir *d, const unsigned char *nonce,
+		      const void *aad, size_t aad_len)
 {
-	unsigned char nonce[12];
-	int i;
-
-	memset(nonce, 0, 4);
-	put_be64(nonce + 4, d->seq);
-	for (i = 0; i < 12; i++)
-		nonce[i] ^= d->iv[i];
-	br_gcm_reset(&d->gcm, nonce, 12);
-	br_gcm_aad_inject(&d->gcm, aad, aad_len);
-	br_gcm_flip(&d->gcm);
-	d->seq++;
+	br_gcm_reset(&d->k.gcm.gcm, nonce, 12);
+	br_gcm_aad_inject(&d->k.gcm.gcm, aad, aad_len);
+	br_gcm_flip(&d->k.gcm.gcm);
 }
 
-/* Seal the record at p whose payload (n bytes) is already at p + 3;
- * returns its length on the wire. */
-static size_t rec_seal(struct dir *d, unsigned char *p, int type, size_t n)
+static void gcm_seal(struct dir *d, const unsigned char *nonce,
+		     const void *aad, size_t aad_len, unsigned char *data,
+		     size_t len, unsigned char *tag)
 {
-	size_t len = n + 1;
-
-	p[0] = (unsigned char)(len >> 8);
-	p[1] = (unsigned char)len;
-	p[2] = (unsigned char)type;
-	dir_start(d, p, REC_HEAD);
-	br_gcm_run(&d->gcm, 1, p + REC_HEAD, len);
-	br_gcm_get_tag(&d->gcm, p + REC_HEAD + len);
-	return REC_HEAD + len + REC_TAG;
+	gcm_start(d, nonce, aad, aad_len);
+	br_gcm_run(&d->k.gcm.gcm, 1, data, len);
+	br_gcm_get_tag(&d->k.gcm.gcm, tag);
 }
 
-/* Open in place the record at p with len bytes of type + payload; the tag
- * is checked in constant time and on failure the plaintext is wiped. */
-static int rec_open(struct dir *d, unsigned char *p, size_t len)
+/* 1 when the tag matches; BearSSL compares it in constant time. */
+static int gcm_open(struct dir *d, const unsigned char *nonce,
+		    const void *aad, size_t aad_len, unsigned char *data,
+		    size_t len, const unsigned char *tag)
 {
-	dir_start(d, p, REC_HEAD);
-	br_gcm_run(&d->gcm, 0, p + REC_HEAD, len);
-	if (br_gcm_check_tag(&d->gcm, p + REC_HEAD + len))
-		return 0;
-	wipe(p + REC_HEAD, len);
-	return -1;
+	gcm_start(d, nonce, aad, aad_len);
+	br_gcm_run(&d->k.gcm.gcm, 0, data, len);
+	return br_gcm_check_tag(&d->k.gcm.gcm, tag);
 }
 
-/* ==== crypto selection and self-test ==================================== */
+/* ChaCha20-Poly1305 (RFC 8439) from BearSSL's runners; the key is 32
+ * bytes. The dir keeps the code it was keyed with. */
+static void cp_init(struct dir *d, const unsigned char *k, size_t n)
+{
+	memcpy(d->k.cp.key, k, n);
+	d->k.cp.chacha = chacha_impl;
+	d->k.cp.poly = poly_impl;
+}
 
+static void cp_seal(struct dir *d, const unsigned char *nonce,
+		    const void *aad, size_t aad_len, unsigned char *data,
+		    size_t len, unsigned char *tag)
+{
+	d->k.cp.poly(d->k.cp.key, nonce, data, len, aad, aad_len, tag,
+		     d->k.cp.chacha, 1);
+}
+
+/* The runner decrypts and computes the tag; we compare it. */
+static int cp_open(struct dir *d, const unsigned char *nonce,
+		   const void *aad, size_t aad_len, unsigned char *data,
+		   size_t len, const unsigned char *tag)
+{
+	unsigned char t[16];
+	int ok;
+
+	d->k.cp.poly(d->k.cp.key, nonce, data, len, aad, aad_len, t,
+		     d->k.cp.chacha, 0);
+	ok = ct_equal(t, tag, 16);
+	wipe(t, sizeof t);
+	return ok;
+}
+
+/*
+ * Implementation tables, fastest first. A row's get() returns NULL where
+ * the CPU or the build lacks that code; wide rows are slower than the
+ * next row's code on 32-bit CPUs, so they are not picked there. The last
+ * rows run everywhere.
+ */
 static const struct {
 	const char *name;
 	const br_block_ctr_class *(*get)(void);
 	const br_block_ctr_class *vtable;
+	int wide;
 } aes_impls[] = {
-	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL},
-	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL},
-	{"ct64", NULL, &br_aes_ct64_ctr_vtable},
-	{"ct", NULL, &br_aes_ct_ctr_vtable},
+	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL, 0},
+	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL, 0},
+	{"ct64", NULL, &br_aes_ct64_ctr_vtable, 1},
+	{"ct", NULL, &br_aes_ct_ctr_vtable, 0},
 };
 
 static const struct {
 	const char *name;
 	br_ghash (*get)(void);
 	br_ghash fn;
+	int wide;
 } ghash_impls[] = {
-	{"pclmul", br_ghash_pclmul_get, NULL},
-	{"pwr8", br_ghash_pwr8_get, NULL},
-	{"ctmul64", NULL, br_ghash_ctmul64},
-	{"ctmul", NULL, br_ghash_ctmul},
-	{"ctmul32", NULL, br_ghash_ctmul32},
+	{"pclmul", br_ghash_pclmul_get, NULL, 0},
+	{"pwr8", br_ghash_pwr8_get, NULL, 0},
+	{"ctmul64", NULL, br_ghash_ctmul64, 1},
+	{"ctmul", NULL, br_ghash_ctmul, 0},
+	{"ctmul32", NULL, br_ghash_ctmul32, 0},
+};
+
+/* BearSSL's sse2 ChaCha20 is slower than the portable code compiled for
+ * x86-64 (-B here: 271 against 446 MB/s), so it is never picked; it stays
+ * for -S and -B. */
+static const struct {
+	const char *name;
+	br_chacha20_run (*get)(void);
+	br_chacha20_run fn;
+} chacha_impls[] = {
+	{"ct", NULL, br_chacha20_ct_run},
+	{"sse2", br_chacha20_sse2_get, NULL},
+};
+
+static const struct {
+	const char *name;
+	br_poly1305_run (*get)(void);
+	br_poly1305_run fn;
+} poly_impls[] = {
+	{"ctmulq", br_poly1305_ctmulq_get, NULL},
+	{"ctmul", NULL, br_poly1305_ctmul_run},
+	{"ctmul32", NULL, br_poly1305_ctmul32_run},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define GET(t, i) ((t)[i].get ? (t)[i].get() : (t)[i].fn)
 
-static const br_block_ctr_class *aes_get(size_t i)
+static char pair_name[32];
+
+/* A pair's name, and in *ok: 0 where this CPU cannot run it, 1 where it
+ * can, 2 where it can and it is a choice for this CPU (see crypto_select;
+ * x32 counts as 32-bit here: correct, just not the fastest). */
+static const char *pair(const char *a, const char *b, int runs, int wide,
+			int *ok)
 {
-	return aes_impls[i].get ? aes_impls[i].get() : aes_impls[i].vtable;
+	*ok = !runs ? 0 : wide && sizeof(void *) < 8 ? 1 : 2;
+	snprintf(pair_name, sizeof pair_name, "%s+%s", a, b);
+	return pair_name;
 }
 
-static br_ghash ghash_get(size_t i)
+/* A cipher's use(i): select its implementation pair i (the globals), and
+ * return its name; NULL after the last. */
+static const char *gcm_use(size_t i, int *ok)
 {
-	return ghash_impls[i].get ? ghash_impls[i].get() : ghash_impls[i].fn;
+	size_t a = i / COUNT(ghash_impls), g = i % COUNT(ghash_impls);
+
+	if (a >= COUNT(aes_impls))
+		return NULL;
+	aes_impl = aes_impls[a].get ? aes_impls[a].get() : aes_impls[a].vtable;
+	ghash_impl = GET(ghash_impls, g);
+	return pair(aes_impls[a].name, ghash_impls[g].name,
+		    aes_impl && ghash_impl,
+		    aes_impls[a].wide || ghash_impls[g].wide, ok);
 }
 
-/* The fastest constant-time code this CPU runs: hardware AES and carry-less
- * multiply where present, else the 64-bit or 32-bit constant-time code. */
-static void crypto_select(void)
+static const char *cp_use(size_t i, int *ok)
 {
-	size_t i;
-	int wide = sizeof(void *) >= 8;
+	size_t a = i / COUNT(poly_impls), p = i % COUNT(poly_impls);
 
-	/* the last entries, "ct" and "ctmul32", run everywhere */
-	for (i = 0; i + 1 < COUNT(aes_impls); i++)
-		if (aes_get(i) && (wide || strcmp(aes_impls[i].name, "ct64")))
-			break;
-	aes_impl = aes_get(i);
-	aes_name = aes_impls[i].name;
-	for (i = 0; i + 1 < COUNT(ghash_impls); i++)
-		if (ghash_get(i) &&
-		    (wide || strcmp(ghash_impls[i].name, "ctmul64")))
-			break;
-	ghash_impl = ghash_get(i);
-	ghash_name = ghash_impls[i].name;
-	ec_impl = br_ec_get_default();
+	if (a >= COUNT(chacha_impls))
+		return NULL;
+	chacha_impl = GET(chacha_impls, a);
+	poly_impl = GET(poly_impls, p);
+	return pair(chacha_impls[a].name, poly_impls[p].name,
+		    chacha_impl && poly_impl, 0, ok);
+}
+
+static int hexval(int ch)
+{
+	return ch <= '9' ? ch - '0' : (ch | 32) - 'a' + 10;
 }
 
 static size_t unhex(unsigned char *out, const char *hex)
 {
 	size_t n = 0;
-	unsigned v;
 
-	for (; hex[0] && hex[1]; hex += 2) {
-		sscanf(hex, "%2x", &v);
-		out[n++] = (unsigned char)v;
-	}
+	for (; hex[0] && hex[1]; hex += 2)
+		out[n++] = (unsigned char)(hexval(hex[0]) << 4 | hexval(hex[1]));
 	return n;
 }
 
-static int check(int ok, const char *what, int loud)
-{
-	if (loud || !ok)
-		printf("%-44s %s\n", what, ok ? "ok" : "FAILED");
-	return !ok;
-}
-
 /* GCM test cases 4, 10 and 16 of McGrew and Viega's GCM paper (AES-128,
- * 192, 256): encrypt, check tag, decrypt, and reject a flipped bit. */
-static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
+ * 192, 256) on the code in use: seal, open, and reject a flipped bit. */
+static int gcm_kat(void)
 {
 	static const char *p_hex =
 		"d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d"
@@ -737,9 +877,8 @@ static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
 		"2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0a"
 		"bcc9f662" "76fc6ece0f4e1768cddf8853bb2d551b",
 	};
+	static struct dir d; /* static: it holds AES round keys */
 	unsigned char k[32], p[60], c[76], buf[60], tag[16], iv[12], aad[20];
-	br_aes_gen_ctr_keys keys;
-	br_gcm_context g;
 	int bad = 0, i;
 
 	unhex(k, k_hex);
@@ -748,33 +887,177 @@ static int selftest_gcm(const br_block_ctr_class *aes, br_ghash gh)
 	unhex(aad, "feedfacedeadbeeffeedfacedeadbeefabaddad2");
 	for (i = 0; i < 3; i++) {
 		unhex(c, c_hex[i]);
-		aes->init(&keys.vtable, k, 16 + 8 * (size_t)i);
-		br_gcm_init(&g, &keys.vtable, gh);
-		br_gcm_reset(&g, iv, 12);
-		br_gcm_aad_inject(&g, aad, 20);
-		br_gcm_flip(&g);
+		gcm_init(&d, k, 16 + 8 * (size_t)i);
 		memcpy(buf, p, 60);
-		br_gcm_run(&g, 1, buf, 60);
-		br_gcm_get_tag(&g, tag);
+		gcm_seal(&d, iv, aad, 20, buf, 60, tag);
 		bad |= memcmp(buf, c, 60) || memcmp(tag, c + 60, 16);
-		br_gcm_reset(&g, iv, 12);
-		br_gcm_aad_inject(&g, aad, 20);
-		br_gcm_flip(&g);
-		br_gcm_run(&g, 0, buf, 60);
-		bad |= !br_gcm_check_tag(&g, c + 60) || memcmp(buf, p, 60);
+		bad |= !gcm_open(&d, iv, aad, 20, buf, 60, c + 60) ||
+		       memcmp(buf, p, 60);
 		c[17] ^= 4;
-		br_gcm_reset(&g, iv, 12);
-		br_gcm_aad_inject(&g, aad, 20);
-		br_gcm_flip(&g);
-		br_gcm_run(&g, 0, c, 60);
-		bad |= br_gcm_check_tag(&g, c + 60) != 0;
+		bad |= gcm_open(&d, iv, aad, 20, c, 60, c + 60) != 0;
 	}
+	wipe(&d, sizeof d);
 	return !bad;
 }
 
-/* The record layer as used on the wire: seal, open, and refuse a record
- * with one flipped bit, a wrong record number or a changed length. */
-static int selftest_records(void)
+/* RFC 8439, 2.8.2, on the code in use: seal, open, reject a flipped bit
+ * in the ciphertext and in the additional data. */
+static int cp_kat(void)
+{
+	static const char *p =
+		"Ladies and Gentlemen of the class of '99: If I could offer "
+		"you only one tip for the future, sunscreen would be it.";
+	static const char *c_hex =
+		"d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee"
+		"62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b6"
+		"7ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585"
+		"808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116"
+		"1ae10b594f09e26a7e902ecbd0600691";
+	struct dir d;
+	unsigned char k[32], c[130], buf[114], tag[16], iv[12], aad[12];
+	int bad = 0, i;
+
+	for (i = 0; i < 32; i++)
+		k[i] = (unsigned char)(0x80 + i);
+	unhex(iv, "070000004041424344454647");
+	unhex(aad, "50515253c0c1c2c3c4c5c6c7");
+	unhex(c, c_hex);
+	cp_init(&d, k, 32);
+	memcpy(buf, p, 114);
+	cp_seal(&d, iv, aad, 12, buf, 114, tag);
+	bad |= memcmp(buf, c, 114) || memcmp(tag, c + 114, 16);
+	bad |= !cp_open(&d, iv, aad, 12, buf, 114, c + 114) ||
+	       memcmp(buf, p, 114);
+	memcpy(buf, c, 114);
+	aad[3] ^= 1;
+	bad |= cp_open(&d, iv, aad, 12, buf, 114, c + 114) != 0;
+	aad[3] ^= 1;
+	c[17] ^= 4;
+	bad |= cp_open(&d, iv, aad, 12, c, 114, c + 114) != 0;
+	wipe(&d, sizeof d);
+	return !bad;
+}
+
+static const struct cipher ciphers[] = {
+	{"aes", "aes-gcm", 1, 0, gcm_init, gcm_seal, gcm_open, gcm_use,
+	 gcm_kat},
+	{"chacha20", "chacha20-poly1305", 2, 32, cp_init, cp_seal, cp_open,
+	 cp_use, cp_kat},
+};
+static size_t cipher_best[COUNT(ciphers)];     /* the pair each one uses */
+static char cipher_code[COUNT(ciphers)][32];   /* and its name */
+
+static const struct cipher *cipher_by_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < COUNT(ciphers); i++)
+		if (!strcmp(ciphers[i].name, name))
+			return &ciphers[i];
+	return NULL;
+}
+
+static const struct cipher *cipher_by_id(int id)
+{
+	size_t i;
+
+	for (i = 0; i < COUNT(ciphers); i++)
+		if (ciphers[i].id == id)
+			return &ciphers[i];
+	return NULL;
+}
+
+/* Each cipher's fastest constant-time code on this CPU: its first pair
+ * that is a choice here. The last pair of each runs everywhere. */
+static void crypto_select(void)
+{
+	const char *n = "";
+	size_t c, i;
+	int ok = 0;
+
+	for (c = 0; c < COUNT(ciphers); c++) {
+		for (i = 0; (n = ciphers[c].use(i, &ok)) && ok < 2; i++)
+			;
+		cipher_best[c] = i;
+		snprintf(cipher_code[c], sizeof cipher_code[c], "%s", n);
+	}
+}
+
+/* ==== record layer ====================================================== */
+
+/* Move a direction's key forward: secret, key and IV all come from
+ * HKDF(salt = old secret, ikm, label); ikm is empty for the first step and
+ * key || the X25519 result dh for a rotation. The old secret is
+ * overwritten. */
+static void dir_step(struct dir *d, const unsigned char *dh,
+		     const char *label)
+{
+	unsigned char out[32 + 32 + 12];
+	size_t kl = d->cipher->key_len ? d->cipher->key_len : key_len;
+
+	hkdf(out, 32 + kl + 12, d->secret, 32, key, dh ? 32 : 0, dh,
+	     dh ? 32 : 0, label);
+	memcpy(d->secret, out, 32);
+	d->cipher->init(d, out + 32, kl);
+	memcpy(d->iv, out + 32 + kl, 12);
+	wipe(out, sizeof out);
+}
+
+/* nonce = iv XOR (4 zero bytes || 64-bit big-endian record number) */
+static void dir_nonce(struct dir *d, unsigned char nonce[12])
+{
+	int i;
+
+	memset(nonce, 0, 4);
+	put_be64(nonce + 4, d->seq);
+	for (i = 0; i < 12; i++)
+		nonce[i] ^= d->iv[i];
+	d->seq++;
+}
+
+/* Seal the record at p whose payload (n bytes) is already at p + 3;
+ * returns its length on the wire. The length bytes are the AAD. */
+static size_t rec_seal(struct dir *d, unsigned char *p, int type, size_t n)
+{
+	unsigned char nonce[12];
+	size_t len = n + 1;
+
+	p[0] = (unsigned char)(len >> 8);
+	p[1] = (unsigned char)len;
+	p[2] = (unsigned char)type;
+	dir_nonce(d, nonce);
+	d->cipher->seal(d, nonce, p, REC_HEAD, p + REC_HEAD, len,
+			p + REC_HEAD + len);
+	return REC_HEAD + len + REC_TAG;
+}
+
+/* Open in place the record at p with len bytes of type + payload; the tag
+ * is checked in constant time and on failure the plaintext is wiped. */
+static int rec_open(struct dir *d, unsigned char *p, size_t len)
+{
+	unsigned char nonce[12];
+
+	dir_nonce(d, nonce);
+	if (d->cipher->open(d, nonce, p, REC_HEAD, p + REC_HEAD, len,
+			    p + REC_HEAD + len))
+		return 0;
+	wipe(p + REC_HEAD, len);
+	return -1;
+}
+
+/* ==== self-test and speed test ========================================== */
+
+static int check(int ok, const char *what, int loud)
+{
+	if (loud || !ok)
+		printf("%-44s %s\n", what, ok ? "ok" : "FAILED");
+	return !ok;
+}
+
+/* The record layer as used on the wire, with cipher cp: seal, open, and
+ * refuse a record with one flipped bit, a wrong record number or a changed
+ * length. */
+static int selftest_records(const struct cipher *cp)
 {
 	static struct dir a, b; /* static: a dir holds AES round keys */
 	unsigned char r0[3 + 100 + REC_TAG], r[sizeof r0];
@@ -785,8 +1068,9 @@ static int selftest_records(void)
 	for (i = 0; i < 32; i++)
 		a.secret[i] = b.secret[i] = (unsigned char)i;
 	a.seq = b.seq = 0;
-	dir_step(&a, NULL, 0, send_label);
-	dir_step(&b, NULL, 0, send_label);
+	a.cipher = b.cipher = cp;
+	dir_step(&a, NULL, send_label);
+	dir_step(&b, NULL, send_label);
 	for (i = 0; i < 100; i++)
 		r0[3 + i] = (unsigned char)i;
 	n = rec_seal(&a, r0, REC_DATA, 100); /* record 0 */
@@ -810,36 +1094,31 @@ static int selftest_records(void)
 	return ok;
 }
 
-/* Returns the number of failures; loud lists every check. */
+/* Returns the number of failures. loud (-S) tests every implementation
+ * pair and lists every check; otherwise the pairs in use are tested. */
 static int selftest(int loud)
 {
 	unsigned char a[64], b[64], c[64], d[64];
 	char what[64];
-	size_t i, j;
-	int bad = 0;
+	const char *n;
+	size_t i, k;
+	int bad = 0, ok;
 
-	for (i = 0; i < COUNT(aes_impls); i++) {
-		for (j = 0; j < COUNT(ghash_impls); j++) {
-			if (!aes_get(i) || !ghash_get(j))
-				continue;
-			if (!loud && (aes_get(i) != aes_impl ||
-				      ghash_get(j) != ghash_impl))
-				continue;
-			snprintf(what, sizeof what, "AES-GCM 128/192/256 %s+%s",
-				 aes_impls[i].name, ghash_impls[j].name);
-			bad += check(selftest_gcm(aes_get(i), ghash_get(j)),
-				     what, loud);
+	for (k = 0; k < COUNT(ciphers); k++) {
+		for (i = 0; (n = ciphers[k].use(i, &ok)); i++) {
+			snprintf(what, sizeof what, "%s %s", ciphers[k].aead,
+				 n);
+			if (!ok && loud)
+				printf("%-44s not on this CPU\n", what);
+			if (ok && (loud || i == cipher_best[k]))
+				bad += check(ciphers[k].kat(), what, loud);
 		}
 	}
-	if (loud) {
-		for (i = 0; i < COUNT(aes_impls); i++)
-			if (!aes_get(i))
-				printf("AES %-40s not on this CPU\n",
-				       aes_impls[i].name);
-		for (i = 0; i < COUNT(ghash_impls); i++)
-			if (!ghash_get(i))
-				printf("GHASH %-38s not on this CPU\n",
-				       ghash_impls[i].name);
+	crypto_select();
+	for (k = 0; k < COUNT(ciphers); k++) {
+		snprintf(what, sizeof what, "records: %s: seal, open, tamper",
+			 ciphers[k].name);
+		bad += check(selftest_records(&ciphers[k]), what, loud);
 	}
 	/* RFC 7748, 5.2 (first vector) and 6.1 */
 	unhex(a, "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244"
@@ -876,24 +1155,94 @@ static int selftest(int loud)
 	unhex(c, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b9"
 		 "64ec3843");
 	bad += check(!memcmp(c, d, 32), "HMAC-SHA256 RFC 4231 2", loud);
-	bad += check(selftest_records(), "records: seal, open, reject tamper",
+	/* RFC 7914, 11: the first 32 bytes; and 2 rounds (checked against
+	 * Python's hashlib.pbkdf2_hmac), which the first cannot show */
+	pbkdf2(d, "passwd", 6, "salt", 4, 1);
+	unhex(c, "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57"
+		 "c20dacbc");
+	ok = !memcmp(c, d, 32);
+	pbkdf2(d, "password", 8, "salt", 4, 2);
+	unhex(c, "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a"
+		 "95474c43");
+	bad += check(ok && !memcmp(c, d, 32), "PBKDF2-HMAC-SHA256 RFC 7914",
 		     loud);
 	if (loud)
-		printf("selected: AES %s, GHASH %s, RDRAND %s\n", aes_name,
-		       ghash_name, use_rdrand ? "on" : "off");
+		printf("selected: aes %s, chacha20 %s, RDRAND %s, OS random "
+		       "%s\n", cipher_code[0], cipher_code[1],
+		       use_rdrand ? "on" : "off", urandom_fd < 0 ?
+		       "getrandom" : "/dev/urandom (after /dev/random)");
 	return bad;
+}
+
+/* -B: seal 16 KiB records with each implementation pair for BENCH_MS
+ * (fixed key and nonce: nothing here is secret), count X25519 operations,
+ * and name the faster -c with the code it would use. Integer MB/s. */
+static void bench(void)
+{
+	static unsigned char r[REC_WIRE_MAX];
+	static struct dir d;
+	static const unsigned char k[32], nonce[12];
+	unsigned long mbs[COUNT(ciphers)], v;
+	uint64_t done;
+	int64_t t0, ms;
+	const char *n;
+	size_t c, i, best = 0;
+	int ok;
+
+	printf("sealing 16 KiB records (AES with a 32-byte key, as from -g)"
+	       ":\n");
+	for (c = 0; c < COUNT(ciphers); c++) {
+		for (i = 0; (n = ciphers[c].use(i, &ok)); i++) {
+			if (!ok)
+				continue;
+			d.cipher = &ciphers[c];
+			d.cipher->init(&d, k, 32);
+			t0 = clock_ms();
+			done = 0;
+			do {
+				d.cipher->seal(&d, nonce, r, 2, r + 2,
+					       REC_PAYLOAD_MAX, r + 2 +
+					       REC_PAYLOAD_MAX);
+				done += REC_PAYLOAD_MAX;
+			} while ((ms = clock_ms() - t0) < BENCH_MS);
+			v = (unsigned long)(done / ((uint64_t)ms * 1000));
+			printf("%-17s %-15s %5lu MB/s\n", ciphers[c].aead, n,
+			       v);
+			if (i == cipher_best[c])
+				mbs[c] = v;
+			fflush(stdout);
+		}
+	}
+	wipe(&d, sizeof d);
+	crypto_select();
+	t0 = clock_ms();
+	done = 0;
+	memset(r, 9, 32);
+	do {
+		memcpy(r + 32, r, 32);
+		ec_impl->mul(r + 32, 32, r, 32, BR_EC_curve25519);
+		done++;
+	} while ((ms = clock_ms() - t0) < 2 * BENCH_MS);
+	printf("x25519 m31 %25lu operations/s\n",
+	       (unsigned long)(done * 1000 / (uint64_t)ms));
+	for (c = 1; c < COUNT(ciphers); c++)
+		if (mbs[c] > mbs[best])
+			best = c;
+	printf("faster here: -c %s (%s %s, %lu MB/s)\n", ciphers[best].name,
+	       ciphers[best].aead, cipher_code[best], mbs[best]);
 }
 
 /* ==== handshake ========================================================= */
 
 /*
- * Both sides, once the client hello (ch) and the server's public key (xs)
- * are known and dh is computed: the transcript hash, the finished MACs and
- * both directions' first keys.
+ * Both sides, once the client hello (ch) and the server hello's first 33
+ * bytes (sh: cipher and public key) are known and dh is computed: the
+ * transcript hash, the finished MACs and both directions' first keys.
  */
-static void handshake_keys(struct conn *c, const unsigned char *ch,
-			   const unsigned char *xs, const unsigned char *dh,
-			   unsigned char s_mac[32], unsigned char c_mac[32])
+static void handshake_keys(struct conn *c, const struct cipher *cp,
+			   const unsigned char *ch, const unsigned char *sh,
+			   const unsigned char *dh, unsigned char s_mac[32],
+			   unsigned char c_mac[32])
 {
 	unsigned char th[32], out[128];
 	br_sha256_context h;
@@ -902,16 +1251,16 @@ static void handshake_keys(struct conn *c, const unsigned char *ch,
 
 	br_sha256_init(&h);
 	br_sha256_update(&h, ch, CLIENT_HELLO_LEN);
-	br_sha256_update(&h, xs, 32);
+	br_sha256_update(&h, sh, 33);
 	br_sha256_out(&h, th);
-	hkdf(out, sizeof out, th, 32, key, key_len, dh, 32,
-	     "gstunnel1 handshake");
+	hkdf(out, sizeof out, th, 32, key, 32, dh, 32, "gstunnel2 handshake");
 	hmac_sha256(s_mac, out, 32, th, 32, NULL, 0);
 	hmac_sha256(c_mac, out + 32, 32, th, 32, NULL, 0);
 	memcpy(c2s->secret, out + 64, 32);
 	memcpy(s2c->secret, out + 96, 32);
-	dir_step(c2s, NULL, 0, "gstunnel1 c2s");
-	dir_step(s2c, NULL, 0, "gstunnel1 s2c");
+	c2s->cipher = s2c->cipher = cp;
+	dir_step(c2s, NULL, "gstunnel2 c2s");
+	dir_step(s2c, NULL, "gstunnel2 s2c");
 	c->rotated = now;
 	wipe(out, sizeof out);
 	wipe(th, sizeof th);
@@ -926,7 +1275,7 @@ static int client_hello(struct conn *c)
 	if (rnd(c->eph, 32) < 0)
 		return fail(c, "no randomness");
 	p[0] = PROTO_VERSION;
-	p[1] = (unsigned char)key_len;
+	p[1] = cipher->id;
 	x25519_public(p + 2, c->eph);
 	hmac_sha256(p + 34, hello_key, 32, p, 34, NULL, 0);
 	/* A fresh socket's send buffer always takes 66 bytes at once. */
@@ -937,20 +1286,35 @@ static int client_hello(struct conn *c)
 	return 0;
 }
 
-/* Client: check the server hello at p and queue our finished MAC. */
+/* Client: check the server hello at p and queue our finished MAC. A hello
+ * naming another cipher is the server's refusal of ours, proven with the
+ * hello key. */
 static int client_finish(struct conn *c, const unsigned char *p)
 {
 	unsigned char dh[32], s_mac[32], c_mac[32];
+	const struct cipher *theirs;
 	unsigned char *q;
 	int ok;
 
-	if (x25519(dh, c->eph, p) < 0) {
+	if (p[0] != cipher->id) {
+		wipe(c->eph, 32);
+		hmac_sha256(s_mac, hello_key, 32, c->hs, CLIENT_HELLO_LEN, p,
+			    33);
+		if (!ct_equal(s_mac, p + 33, 32))
+			return fail(c, "authentication failed: bad server "
+				    "hello");
+		theirs = cipher_by_id(p[0]);
+		return fail(c, "the server refused cipher %s: it takes only "
+			    "%s (its -c)", cipher->name, theirs ?
+			    theirs->name : "one unknown to us");
+	}
+	if (x25519(dh, c->eph, p + 1) < 0) {
 		wipe(c->eph, 32);
 		return fail(c, "authentication failed: bad server hello");
 	}
 	wipe(c->eph, 32);
-	handshake_keys(c, c->hs, p, dh, s_mac, c_mac);
-	ok = ct_equal(s_mac, p + 32, 32);
+	handshake_keys(c, cipher, c->hs, p, dh, s_mac, c_mac);
+	ok = ct_equal(s_mac, p + 33, 32);
 	wipe(dh, 32);
 	wipe(s_mac, 32);
 	if (!ok) {
@@ -969,17 +1333,35 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	return 0;
 }
 
+/* Server: a client asked for cipher cp while -c says another. Tell it, in
+ * a hello that names ours and is proven with the hello key, then close
+ * without a reset (which could drop the answer). Returns -2 for that. */
+static int server_refuse(struct conn *c, const struct cipher *cp)
+{
+	unsigned char sh[SERVER_HELLO_LEN];
+
+	memset(sh, 0, sizeof sh);
+	sh[0] = cipher->id;
+	hmac_sha256(sh + 33, hello_key, 32, c->hs, CLIENT_HELLO_LEN, sh, 33);
+	send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
+	fail(c, "refused the client's cipher %s: this server takes only %s "
+	     "(-c)", cp ? cp->name : "(unknown)", cipher->name);
+	return -2;
+}
+
 /*
  * Server: read the client hello into c->hs, answer it, then read the
  * client's finished MAC into c->hs + 32, compared with the expected one kept
  * in c->hs[0..31]. Nothing is allocated and nothing is sent until the hello
  * authenticates; nothing is forwarded until the finished MAC does.
+ * Returns 0, or -1 to reset the connection, -2 to close it.
  */
 static int server_handshake(struct conn *c)
 {
-	unsigned char xs[32], dh[32], s_mac[32], sh[SERVER_HELLO_LEN];
+	unsigned char sh[SERVER_HELLO_LEN], dh[32], c_mac[32];
 	unsigned char *p = c->hs + (c->state == S_FINISH ? 32 : 0);
 	size_t need = c->state == S_FINISH ? FINISHED_LEN : CLIENT_HELLO_LEN;
+	const struct cipher *cp;
 	ssize_t n;
 
 	n = recv(c->link, p + c->hs_len, need - c->hs_len, 0);
@@ -1006,29 +1388,32 @@ static int server_handshake(struct conn *c)
 		wipe(c->hs, sizeof c->hs);
 		return conn_connect_next(c, 0);
 	}
-	hmac_sha256(s_mac, hello_key, 32, p, 34, NULL, 0);
-	if (!ct_equal(s_mac, p + 34, 32))
+	hmac_sha256(sh, hello_key, 32, p, 34, NULL, 0);
+	if (!ct_equal(sh, p + 34, 32))
 		return fail(c, "authentication failed: bad client hello "
 			    "(wrong key?)");
-	if (p[1] != key_len) /* authenticated, so the keys really differ */
-		return fail(c, "bad hello: peer has a %u-byte key, we %u",
-			    p[1], (unsigned)key_len);
+	cp = cipher_by_id(p[1]); /* authenticated: it really asked for it */
+	if (!cp || (cipher_forced && cp != cipher))
+		return server_refuse(c, cp);
 	if (rnd(c->eph, 32) < 0)
 		return fail(c, "no randomness");
-	x25519_public(xs, c->eph);
+	sh[0] = cp->id;
+	x25519_public(sh + 1, c->eph);
 	n = x25519(dh, c->eph, p + 2);
 	wipe(c->eph, 32);
 	if (n < 0)
 		return fail(c, "bad hello: weak public key");
-	handshake_keys(c, p, xs, dh, s_mac, c->hs);
+	handshake_keys(c, cp, p, sh, dh, sh + 33, c_mac);
+	memcpy(c->hs, c_mac, 32); /* the expected client finished */
+	wipe(c_mac, 32);
 	wipe(dh, 32);
-	memcpy(sh, xs, 32);
-	memcpy(sh + 32, s_mac, 32);
-	/* A fresh socket's send buffer always takes 64 bytes at once. */
+	/* A fresh socket's send buffer always takes 65 bytes at once. */
 	n = send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
 	if (n != (ssize_t)sizeof sh)
 		return fail(c, "link: %s", n < 0 ? strerror(errno) :
 			    "short write");
+	if (verbose)
+		logmsg(c, "cipher %s", cp->name);
 	c->state = S_FINISH;
 	return 0;
 }
@@ -1090,7 +1475,7 @@ static int rotation_record(struct conn *c, int type, const unsigned char *body,
 		if (x25519(c->dh, c->eph, body) < 0)
 			return fail(c, "bad rotation key");
 		wipe(c->eph, 32);
-		dir_step(&c->recv, c->dh, 32, recv_label);
+		dir_step(&c->recv, c->dh, recv_label);
 		c->flags = (c->flags & ~F_OFFER) | F_SEND_SWITCH;
 		rotated(c, &c->recv, "receive");
 		return 0;
@@ -1111,7 +1496,7 @@ static int rotation_record(struct conn *c, int type, const unsigned char *body,
 	}
 	if (!IS_CLIENT && type == REC_SWITCH &&
 	    (c->flags & (F_WAIT_SWITCH | F_SEND_ACCEPT)) == F_WAIT_SWITCH) {
-		dir_step(&c->recv, c->dh, 32, recv_label);
+		dir_step(&c->recv, c->dh, recv_label);
 		wipe(c->dh, 32);
 		c->flags &= ~F_WAIT_SWITCH;
 		rotated(c, &c->recv, "receive");
@@ -1164,7 +1549,7 @@ static int tx_fill(struct conn *c, int readable)
 			if (c->flags & F_SEND_SWITCH) {
 				c->tx.len += rec_seal(&c->send, p, REC_SWITCH,
 						      0);
-				dir_step(&c->send, c->dh, 32, send_label);
+				dir_step(&c->send, c->dh, send_label);
 				wipe(c->dh, 32);
 				c->flags &= ~F_SEND_SWITCH;
 				rotated(c, &c->send, "send");
@@ -1172,7 +1557,7 @@ static int tx_fill(struct conn *c, int readable)
 				memcpy(p + 3, c->pub, 32);
 				c->tx.len += rec_seal(&c->send, p, REC_ACCEPT,
 						      32);
-				dir_step(&c->send, c->dh, 32, send_label);
+				dir_step(&c->send, c->dh, send_label);
 				c->flags &= ~F_SEND_ACCEPT;
 				rotated(c, &c->send, "send");
 			} else if (c->flags & F_SEND_OFFER) {
@@ -1505,8 +1890,8 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 		plain_ev = link_ev = 0;
 	}
 	if (!IS_CLIENT && (c->state == S_HELLO || c->state == S_FINISH)) {
-		if (server_handshake(c) < 0)
-			conn_close(c, 1);
+		if ((r = server_handshake(c)) < 0)
+			conn_close(c, r == -1);
 		return;
 	}
 	if (link_ev & (POLLIN | POLLHUP | POLLERR))
@@ -1703,15 +2088,18 @@ static void run(void)
 
 /* ==== keys ============================================================== */
 
+/* Stretch KEY once (PBKDF2, KDF_ROUNDS): every key of the protocol comes
+ * from the result, so a recorded hello costs a guesser that much per
+ * guess. The caller wipes the raw KEY. */
 static void key_set(const void *k, size_t n, const char *from)
 {
 	if (n != 16 && n != 24 && n != 32)
 		die(2, "bad KEY (%s): %lu bytes; it must be exactly 16, 24 or "
 		    "32 bytes (AES-128/192/256)", from, (unsigned long)n);
-	memcpy(key, k, n);
+	pbkdf2(key, k, n, "gstunnel2 key", 13, KDF_ROUNDS);
 	key_len = n;
-	hkdf(hello_key, 32, "gstunnel1", 9, key, key_len, NULL, 0,
-	     "gstunnel1 client hello");
+	hkdf(hello_key, 32, "gstunnel2", 9, key, 32, NULL, 0,
+	     "gstunnel2 client hello");
 }
 
 /* A key file holds the key's bytes; one trailing newline is ignored. */
@@ -1797,9 +2185,10 @@ int main(int argc, char **argv)
 	sigset_t block;
 	unsigned char probe[16];
 	long n_opt = 0;
-	int opt, gen = 0, test_all = 0, i, fd_room;
+	int opt, gen = 0, test_all = 0, speed = 0, i, fd_room;
 
-	while ((opt = getopt(argc, argv, ":hVvgSn:t:r:k:")) != -1) {
+	cipher = &ciphers[0];
+	while ((opt = getopt(argc, argv, ":hVvgSBc:n:t:r:k:")) != -1) {
 		switch (opt) {
 		case 'h':
 			usage();
@@ -1815,6 +2204,15 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			test_all = 1;
+			break;
+		case 'B':
+			speed = 1;
+			break;
+		case 'c':
+			if (!(cipher = cipher_by_name(optarg)))
+				die(2, "bad -c CIPHER '%s': want aes or "
+				    "chacha20", optarg);
+			cipher_forced = 1;
 			break;
 		case 'n':
 			n_opt = parse_num(optarg, 1, 1000000, "-n MAXCONN");
@@ -1850,6 +2248,10 @@ int main(int argc, char **argv)
 		return selftest(1) ? 1 : 0;
 	if (selftest(0))
 		die(1, "crypto self-test failed: refusing to run");
+	if (speed) {
+		bench();
+		return 0;
+	}
 	if (gen) {
 		key_generate();
 		return 0;
@@ -1906,11 +2308,18 @@ int main(int argc, char **argv)
 	listen_fd = listen_on(listen_ai);
 	if (verbose) {
 		logmsg(NULL, "listening on %s", addr_str(listen_ai));
-		logmsg(NULL, "%s %s; AES-%u: AES %s, GHASH %s, RDRAND %s; "
-		       "at most %d connections", IS_CLIENT ? "server" :
-		       "target", addr_str(remote_ai), (unsigned)key_len * 8,
-		       aes_name, ghash_name, use_rdrand ? "on" : "off",
-		       conn_max);
+		logmsg(NULL, "%s %s; at most %d connections; RDRAND %s",
+		       IS_CLIENT ? "server" : "target", addr_str(remote_ai),
+		       conn_max, use_rdrand ? "on" : "off");
+		for (i = 0; i < (int)COUNT(ciphers); i++)
+			if (!(IS_CLIENT || cipher_forced) ||
+			    &ciphers[i] == cipher)
+				logmsg(NULL, "cipher %s: %s %s%s",
+				       ciphers[i].name, ciphers[i].aead,
+				       cipher_code[i], ciphers[i].key_len ?
+				       "" : key_len == 16 ? ", AES-128" :
+				       key_len == 24 ? ", AES-192" :
+				       ", AES-256");
 	}
 	freeaddrinfo(listen_ai);
 
