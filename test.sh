@@ -4,6 +4,8 @@
 #   ./test.sh [-l] [-x] [NAME...]
 #
 #   -l    also run the long soak (rotation under load for 5 minutes)
+#   -z    fuzz a sanitizer build of the server with the Python reference
+#         client (FUZZ_SECONDS, default 60); CI runs "./test.sh -z fuzz"
 #   -x    the cross-architecture subset (.ci/cross runs it with one end
 #         under qemu): transfers up to 1 MiB around record boundaries,
 #         half-close, wrong key, tampering, truncation, rotation
@@ -30,11 +32,12 @@ SERVER=${GSTUNNEL_SERVER:-$PWD/gstunnel_server}
 CLIENT_BIN=${CLIENT_BIN:-$CLIENT} SERVER_BIN=${SERVER_BIN:-$SERVER}
 PY=${PY:-/usr/bin/python3}
 P=${PORT_BASE:-24000}
-LONG=0 CROSS=0 FLAGS=""
+LONG=0 CROSS=0 FUZZ=0 FLAGS=""
 while :; do
 	case ${1:-} in
 	-l) LONG=1 ;;
 	-x) CROSS=1 ;;
+	-z) FUZZ=1 ;;
 	*) break ;;
 	esac
 	FLAGS="$FLAGS $1"; shift
@@ -964,6 +967,29 @@ if [ $LONG = 1 ] && want soak; then
 		'$PY' '$T/t.py' many $((P + 46)) 1000 5000 || exit 1; done"
 fi
 
+# ---- fuzzing ------------------------------------------------------------------
+if [ $FUZZ = 1 ] && want fuzz; then
+	# an ASan+UBSan server; the Ref client picks a cipher per connection
+	FZ=$T/fz_server
+	if ! ${CC:-cc} -std=c99 -g -O1 -fsanitize=address,undefined \
+		-fno-sanitize-recover=undefined -fno-omit-frame-pointer -DSERVER \
+		-o "$FZ" gstunnel.c -lbearssl 2>"$T/cc.log"; then
+		no "fuzz: cannot build the sanitizer server: $(head -c 200 "$T/cc.log")"
+	else
+		bg "$T/fuzz.s.log" env ASAN_OPTIONS=abort_on_error=0 "$FZ" -r 1 -t 3 \
+			127.0.0.1:$((P + 70)) 127.0.0.1:$((P + 71)) "$KEY"; fzs=$last
+		listening $((P + 70)) >/dev/null
+		check "fuzz: ${FUZZ_SECONDS:-60} s of random record sequences and hellos" \
+			t fuzz $((P + 70)) $((P + 71)) "$KEY" "${FUZZ_SECONDS:-60}" "${FUZZ_SEED:-$$}"
+		sed -n 's/^fuzz: /        | /p' "$T/out"
+		check "fuzz: the server is still running" alive $fzs
+		stop $fzs
+		clean() { ! grep -e 'ERROR: [A-Za-z]*Sanitizer' -e 'runtime error:' \
+			-e 'SUMMARY: [A-Za-z]*Sanitizer' "$T/fuzz.s.log"; }
+		check "fuzz: no sanitizer report" clean
+	fi
+fi
+
 # Sanitizer and valgrind builds report at exit: stop everything first.
 for p in $pids; do kill "$p" 2>/dev/null; done
 for p in $pids; do wait "$p" 2>/dev/null; done
@@ -978,7 +1004,7 @@ fi
 # The same again with the other cipher (see the header).
 if [ -z "${CIPHER:-}" ]; then
 	echo "== again with -c chacha20 on both ends"
-	CIPHER=chacha20 EXCEPT="cli keys signal cipher" CLIENT_BIN="$CLIENT_BIN" \
+	CIPHER=chacha20 EXCEPT="cli keys signal cipher fuzz" CLIENT_BIN="$CLIENT_BIN" \
 		SERVER_BIN="$SERVER_BIN" GSTUNNEL_CLIENT="$CLIENT" \
 		GSTUNNEL_SERVER="$SERVER" "$0" $FLAGS $ONLY | tee "$T/chacha.out"
 	set -- $(tail -n 1 "$T/chacha.out" | tr -d ,)
@@ -1462,45 +1488,69 @@ def c_gone_target(port):
     time.sleep(1)
 
 
-def c_ref(port, key, cipher=None):
-    """A second implementation of the client, written from the README's
-    Protocol section (needs python3-cryptography): handshake, DATA
-    "sink\nhel", a rotation, DATA "lo", EOF; the reply must open with the
-    README's s2c key after the rotation."""
+def H(k, m):
     import hmac
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (
-        X25519PrivateKey, X25519PublicKey)
-    from cryptography.hazmat.primitives.ciphers.aead import (
-        AESGCM, ChaCha20Poly1305)
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding, PublicFormat)
-    cipher = cipher or os.environ.get("CIPHER") or "aes"
-    K = key.encode()
-    SK = stretch(key)
-    kl, aead = (len(K), AESGCM) if cipher == "aes" else (32, ChaCha20Poly1305)
+    return hmac.new(k, m, hashlib.sha256).digest()
 
-    def H(k, m):
-        return hmac.new(k, m, hashlib.sha256).digest()
 
-    def hkdf(salt, ikm, info, n):
-        prk, out, t, i = H(salt, ikm), b"", b"", 1
-        while len(out) < n:
-            t = H(prk, t + info + bytes([i]))
-            out += t
-            i += 1
-        return out[:n]
+def hkdf(salt, ikm, info, n):
+    prk, out, t, i = H(salt, ikm), b"", b"", 1
+    while len(out) < n:
+        t = H(prk, t + info + bytes([i]))
+        out += t
+        i += 1
+    return out[:n]
 
+
+class Ref:
+    """A second implementation of the client, written from the README's
+    Protocol section (needs python3-cryptography)."""
+
+    def __init__(s, port, key, cipher=None):
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
+            X25519PrivateKey, X25519PublicKey)
+        from cryptography.hazmat.primitives.ciphers.aead import (
+            AESGCM, ChaCha20Poly1305)
+        s.X, s.XP = X25519PrivateKey, X25519PublicKey
+        s.cipher = cipher or os.environ.get("CIPHER") or "aes"
+        s.SK = SKS.get(key) or SKS.setdefault(key, stretch(key))
+        kl = len(key) if s.cipher == "aes" else 32
+        s.kl, s.aead = kl, AESGCM if s.cipher == "aes" else ChaCha20Poly1305
+        s.c = socket.create_connection((HOST, int(port)), 5)
+        s.c.settimeout(10)
+
+    def hello(s):
+        import hmac
+        xc = s.X.generate()
+        head = bytes([2, CIPHERS[s.cipher]]) + s.pub(xc)
+        ch = head + H(hello_key(s.SK), head)
+        s.c.sendall(ch)
+        sh = s.recvn(65)
+        if sh[0] != CIPHERS[s.cipher]:
+            fail("the server answered with cipher %d" % sh[0])
+        dh = xc.exchange(s.XP.from_public_bytes(sh[1:33]))
+        th = hashlib.sha256(ch + sh[:33]).digest()
+        o = hkdf(th, s.SK + dh, b"gstunnel2 handshake", 128)
+        if not hmac.compare_digest(H(o[:32], th), sh[33:]):
+            fail("the server's proof does not match the README")
+        s.c2s, s.s2c = s.Dir(s, o[64:96], b"gstunnel2 c2s"), s.Dir(s, o[96:], b"gstunnel2 s2c")
+        return H(o[32:64], th)
+
+    @staticmethod
     def pub(x):
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding, PublicFormat)
         return x.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     class Dir:
-        def __init__(s, t, label):
-            s.t, s.label, s.n = t, label, 0
+        def __init__(s, ref, t, label):
+            s.ref, s.t, s.label, s.n = ref, t, label, 0
             s.step(b"")
 
         def step(s, ikm):
+            kl = s.ref.kl
             o = hkdf(s.t, ikm, s.label, 32 + kl + 12)
-            s.t, s.g, s.iv = o[:32], aead(o[32:32 + kl]), o[32 + kl:]
+            s.t, s.g, s.iv = o[:32], s.ref.aead(o[32:32 + kl]), o[32 + kl:]
 
         def nonce(s):
             n = bytes(a ^ b for a, b in zip(s.iv, bytes(4) + struct.pack(">Q", s.n)))
@@ -1515,58 +1565,307 @@ def c_ref(port, key, cipher=None):
             p = s.g.decrypt(s.nonce(), body, hd)
             return p[0], p[1:]
 
-    def recvn(c, n):
+    def recvn(s, n):
         b = b""
         while len(b) < n:
-            x = c.recv(n - len(b))
+            x = s.c.recv(n - len(b))
             if not x:
                 fail("closed after %d of %d bytes" % (len(b), n))
             b += x
         return b
 
-    def record():
-        hd = recvn(c, 2)
+    def record(s):
+        hd = s.recvn(2)
         try:
-            return s2c.open(hd, recvn(c, struct.unpack(">H", hd)[0] + 16))
+            return s.s2c.open(hd, s.recvn(struct.unpack(">H", hd)[0] + 16))
         except Exception as e:
             fail("server record %d does not open with the README's key: %r"
-                 % (s2c.n - 1, e))
+                 % (s.s2c.n - 1, e))
 
-    hk = hello_key(SK)
-    c = socket.create_connection((HOST, int(port)), 5)
-    c.settimeout(10)
-    xc = X25519PrivateKey.generate()
-    head = bytes([2, CIPHERS[cipher]]) + pub(xc)
-    ch = head + H(hk, head)
-    c.sendall(ch)
-    sh = recvn(c, 65)
-    if sh[0] != CIPHERS[cipher]:
-        fail("the server answered with cipher %d" % sh[0])
-    dh = xc.exchange(X25519PublicKey.from_public_bytes(sh[1:33]))
-    th = hashlib.sha256(ch + sh[:33]).digest()
-    o = hkdf(th, SK + dh, b"gstunnel2 handshake", 128)
-    if not hmac.compare_digest(H(o[:32], th), sh[33:]):
-        fail("the server's proof does not match the README")
-    c2s, s2c = Dir(o[64:96], b"gstunnel2 c2s"), Dir(o[96:], b"gstunnel2 s2c")
-    x2 = X25519PrivateKey.generate()
-    c.sendall(H(o[32:64], th) + c2s.seal(0, b"sink\nhel") + c2s.seal(2, pub(x2)))
-    typ, p = record()
+
+SKS = {}
+
+
+def c_ref(port, key, cipher=None):
+    """The Ref client: handshake, DATA "sink\nhel", a rotation, DATA "lo",
+    EOF; the reply must open with the README's s2c key after the
+    rotation."""
+    r = Ref(port, key, cipher)
+    fin = r.hello()
+    x2 = r.X.generate()
+    r.c.sendall(fin + r.c2s.seal(0, b"sink\nhel") + r.c2s.seal(2, r.pub(x2)))
+    typ, p = r.record()
     if typ != 3 or len(p) != 32:
         fail("want ACCEPT, got record type %d, %d bytes" % (typ, len(p)))
-    r = x2.exchange(X25519PublicKey.from_public_bytes(p))
-    s2c.step(SK + r)
-    c.sendall(c2s.seal(4, b""))
-    c2s.step(SK + r)
-    c.sendall(c2s.seal(0, b"lo") + c2s.seal(1, b""))
+    dh = x2.exchange(r.XP.from_public_bytes(p))
+    r.s2c.step(r.SK + dh)
+    r.c.sendall(r.c2s.seal(4, b""))
+    r.c2s.step(r.SK + dh)
+    r.c.sendall(r.c2s.seal(0, b"lo") + r.c2s.seal(1, b""))
     got = b""
     while True:
-        typ, p = record()
+        typ, p = r.record()
         if typ == 1:
             break
         got += p
     if got != hashlib.sha256(b"hello").hexdigest().encode() + b"\n":
         fail("reply %r" % got)
-    print("%s: handshake, rotation, data and EOF as the README says" % cipher)
+    print("%s: handshake, rotation, data and EOF as the README says" % r.cipher)
+
+
+# ---- fuzzing (test.sh -z) ---------------------------------------------------
+# c_fuzz drives a server with the Ref client holding the right key: random
+# sequences of sealed records (every type, payload sizes around the
+# limits, rotations crossing data, EOF at odd times, tampering, bad
+# lengths, truncation), written in random pieces, and random handshake
+# bytes. The server's target is collect(), here. Pass: every connection
+# that stayed within the rules delivered exactly its data and EOF; after a
+# record the rules forbid, nothing more reached the target and the server
+# closed the link within 5 s; truncation reached the target as a reset.
+
+class Collector:
+    def __init__(s, port):
+        import threading
+        s.got, s.lock = [], threading.Lock()
+        s.l = socket.socket()
+        s.l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.l.bind((HOST, int(port)))
+        s.l.listen(128)
+        threading.Thread(target=s.accept, daemon=True).start()
+
+    def accept(s):
+        import threading
+        while True:
+            c, _ = s.l.accept()
+            threading.Thread(target=s.read, args=(c,), daemon=True).start()
+
+    def read(s, c):
+        data, end = b"", "eof"
+        c.settimeout(30)
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                data += b
+        except OSError as e:
+            end = "reset" if isinstance(e, ConnectionResetError) else "error"
+        c.close()
+        with s.lock:
+            s.got.append((data, end))
+
+    def find(s, tag, wait):
+        t0 = time.time()
+        while time.time() - t0 < wait:
+            with s.lock:
+                for d, e in s.got:
+                    if d.startswith(tag):
+                        return d, e
+            time.sleep(0.005)
+        return None, None
+
+
+def c_fuzz(port, target_port, key, seconds, seed):
+    rnd = random.Random(int(seed))
+    col = Collector(target_port)
+    time.sleep(0.2)
+    t_end = time.time() + float(seconds)
+    stats = {"conns": 0, "clean": 0, "bad": 0, "cut": 0, "hello": 0,
+             "records": 0, "rotations": 0}
+    sizes = [1, 2, 6, 100, 16383, 16384]
+    n = 0
+    while time.time() < t_end:
+        n += 1
+        stats["conns"] += 1
+        if rnd.random() < 0.15:
+            fuzz_hello(port, key, rnd)
+            stats["hello"] += 1
+            continue
+        fuzz_conn(port, key, rnd, n, col, sizes, stats)
+    with col.lock:
+        for d, e in col.got:
+            if b"FORBIDDEN" in d:
+                fail("bytes after a forbidden record reached the target")
+    print("fuzz: %s" % " ".join("%s=%d" % kv for kv in sorted(stats.items())))
+
+
+def fuzz_hello(port, key, rnd):
+    """Random handshake bytes: never an answer, and closed soon."""
+    c = socket.create_connection((HOST, int(port)), 5)
+    k = rnd.random()
+    if k < 0.4:
+        b = bytes([2, rnd.choice([1, 2, 3, 0, 255])]) + os.urandom(rnd.randint(0, 100))
+    elif k < 0.7:  # a hello with the right shape, its MAC a bit off
+        head = bytes([2, rnd.choice([1, 2])]) + os.urandom(32)
+        mac = bytearray(H(hello_key(SKS.get(key) or SKS.setdefault(key, stretch(key))), head))
+        mac[rnd.randrange(32)] ^= 1 << rnd.randrange(8)
+        b = head + bytes(mac) + os.urandom(rnd.randint(0, 40))
+    else:
+        b = os.urandom(rnd.randint(0, 200))
+    try:
+        for piece in split(b, rnd):
+            c.sendall(piece)
+        c.shutdown(socket.SHUT_WR)  # no waiting for -t (test.sh secure does)
+        c.settimeout(5)
+        got = c.recv(100)
+    except socket.timeout:
+        fail("the server kept a bad hello open for 5 s")
+    except OSError:
+        got = b""
+    if got:
+        fail("the server answered %d bytes to a bad hello" % len(got))
+    c.close()
+
+
+def split(b, rnd):
+    out = []
+    while b:
+        k = rnd.choice([1, 2, 3, 17, 100, 1000, 20000, len(b)])
+        out.append(b[:k])
+        b = b[k:]
+    return out
+
+
+def fuzz_conn(port, key, rnd, n, col, sizes, stats):
+    r = Ref(port, key, rnd.choice(["aes", "chacha20"]) if not os.environ.get("CIPHER") else None)
+    tag = b"%08d" % n
+    out = [r.hello()]
+    sent = b""           # the DATA the target must see, in order
+    eof = offer = None   # our EOF sent; a pending OFFER's key
+    bad = cut = False
+    eof_ok = False       # our EOF went out before anything broke
+
+    def data(k):
+        p = (tag * (k // 8 + 2))[:k]
+        return p
+
+    def flush():
+        try:
+            for piece in split(b"".join(out), rnd):
+                r.c.sendall(piece)
+                if rnd.random() < 0.05:
+                    time.sleep(0.002)
+        except OSError:  # the server closed: only after a broken stream
+            if not (bad or cut):
+                raise
+        del out[:]
+
+    try:
+        first = data(rnd.choice([8, 100, 16384]))
+        out.append(r.c2s.seal(0, first))
+        sent += first
+        rules = rnd.random() < 0.5  # this one keeps to the rules
+        for _ in range(rnd.randint(0, 12)):
+            k = rnd.random() * (0.72 if rules else 1)
+            stats["records"] += 1
+            if k < 0.40:
+                size = rnd.choice(sizes)
+                if eof:
+                    bad = True
+                    out.append(r.c2s.seal(0, b"FORBIDDEN!" * 2))
+                else:
+                    p = data(size)
+                    out.append(r.c2s.seal(0, p))
+                    sent += p
+            elif k < 0.50:
+                if eof:
+                    bad = True
+                out.append(r.c2s.seal(1, b""))
+                eof = True
+            elif k < 0.60 and not eof:
+                if offer:
+                    bad = True
+                offer = r.X.generate()
+                pub = r.pub(offer) if rules or rnd.random() < 0.9 else bytes(32)
+                bad = bad or pub == bytes(32)
+                out.append(r.c2s.seal(2, pub))
+            elif k < 0.72 and offer and not bad:
+                flush()
+                while True:
+                    typ, p = r.record()
+                    if typ == 3:
+                        break
+                    if typ not in (5, 0):
+                        fail("want ACCEPT, got type %d" % typ)
+                dh = offer.exchange(r.XP.from_public_bytes(p))
+                r.s2c.step(r.SK + dh)
+                out.append(r.c2s.seal(4, b""))
+                r.c2s.step(r.SK + dh)
+                offer = None
+                stats["rotations"] += 1
+            elif k < 0.77:  # SWITCH with nothing to switch, or a payload
+                if offer:
+                    out.append(r.c2s.seal(4, b"x"))
+                else:
+                    out.append(r.c2s.seal(4, b""))
+                bad = True
+            elif k < 0.84:  # a type or a size the rules forbid
+                typ, p = rnd.choice([(3, bytes(32)), (5, b""), (6, b""),
+                                     (255, b"x"), (0, b""), (1, b"x"),
+                                     (2, bytes(31)), (2, bytes(33))])
+                out.append(r.c2s.seal(typ, p))
+                bad = True
+            elif k < 0.90:  # one flipped bit anywhere in a record
+                rec = bytearray(r.c2s.seal(0, b"FORBIDDEN!"))
+                rec[rnd.randrange(len(rec))] ^= 1 << rnd.randrange(8)
+                out.append(bytes(rec))
+                bad = True
+            elif k < 0.94:  # a length out of range
+                out.append(struct.pack(">H", rnd.choice([0, 16386, 65535])) + bytes(40))
+                bad = True
+            else:  # the link ends here, perhaps inside a record
+                rec = r.c2s.seal(0, b"FORBIDDEN!")
+                out.append(rec[:rnd.randrange(len(rec))])
+                cut = True
+                break
+            if bad:
+                break
+            eof_ok = bool(eof)
+        if bad:  # more, sealed right: none of it may get through
+            out.append(r.c2s.seal(0, b"FORBIDDEN!" * 3))
+        elif not cut and not eof:
+            out.append(r.c2s.seal(1, b""))
+            eof = True
+        flush()
+        if cut or bad:  # (a tampered length may still wait for its body)
+            try:
+                r.c.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if bad or cut:
+            stats["bad" if bad else "cut"] += 1
+            r.c.settimeout(5)
+            try:
+                while r.c.recv(65536):
+                    pass
+            except socket.timeout:
+                fail("conn %d: the server kept the link open 5 s after a "
+                     "forbidden record" % n)
+            except OSError:
+                pass
+            d, e = col.find(tag, 0.3)
+            if d is not None and (not sent.startswith(d) or
+                                  (e == "eof" and not (eof_ok and d == sent))):
+                fail("conn %d: the target got %d bytes, end %s, after a "
+                     "broken stream (%d valid)" % (n, len(d), e, len(sent)))
+            return
+        while True:  # all fine: the server's EOF, then the target's data
+            typ, p = r.record()
+            if typ == 3 and offer:  # an OFFER we left pending
+                dh = offer.exchange(r.XP.from_public_bytes(p))
+                r.s2c.step(r.SK + dh)
+                r.c.sendall(r.c2s.seal(4, b""))
+                r.c2s.step(r.SK + dh)
+                offer = None
+            if typ == 1:
+                break
+        d, e = col.find(tag, 10)
+        if d != sent or e != "eof":
+            fail("conn %d: the target got %s bytes, end %s; want %d, eof" %
+                 (n, None if d is None else len(d), e, len(sent)))
+        stats["clean"] += 1
+    finally:
+        r.c.close()
 
 
 def c_run(port, head):
