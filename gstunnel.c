@@ -48,6 +48,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 
 #include <bearssl.h>
 
@@ -98,12 +100,17 @@
 #define SERVER_HELLO_LEN 65 /* cipher, X25519 public, MAC */
 #define FINISHED_LEN 32
 
-/* Each direction's buffer holds BUF_RECORDS full records: one being written
- * while the next is filled. Allocated only while data waits. */
+/* Each direction's buffer holds BUF_RECORDS full records at first, and up
+ * to BUF_RECORDS_MAX for a stream that keeps it full (more records per
+ * system call). Allocated only while data waits. */
 #ifndef BUF_RECORDS
 #define BUF_RECORDS 2
 #endif
+#ifndef BUF_RECORDS_MAX
+#define BUF_RECORDS_MAX 8
+#endif
 #define BUF_SIZE (BUF_RECORDS * REC_WIRE_MAX)
+#define BUF_MAX (BUF_RECORDS_MAX * REC_WIRE_MAX)
 
 /* ==== types ============================================================= */
 
@@ -141,9 +148,9 @@ enum conn_state {
 		   F_SEND_REQUEST)
 
 struct buf {
-	unsigned char *p; /* NULL while nothing waits */
-	size_t off, len;  /* bytes [off, len) are pending */
-	int hot;          /* the last read filled it: keep it for the next */
+	unsigned char *p;    /* NULL while nothing waits */
+	size_t off, len, cap; /* bytes [off, len) are pending; cap: size */
+	int hot;             /* the last read filled it: keep it, grow it */
 };
 
 struct dir;
@@ -190,8 +197,8 @@ struct dir {
  * A connection: the plain side (the application on the client, the target
  * on the server) and the link (the encrypted connection between client and
  * server). tx holds sealed records waiting for the link; rx holds bytes read
- * from the link, opened in place, whose plaintext [out_off, out_off+out_len)
- * waits for the plain side.
+ * from the link, opened in place, whose plaintext waits for the plain side
+ * (see rx_waiting()).
  */
 struct conn {
 	int plain, link;
@@ -203,12 +210,12 @@ struct conn {
 	int64_t deadline; /* when the current wait times out; 0: none */
 	const struct addrinfo *ai; /* address being connected to */
 	struct buf tx, rx;
-	size_t out_off, out_len;
+	size_t out_off, out_skip; /* see rx_waiting() */
 	int64_t rotated;    /* when the keys last rotated (ms) */
 	uint64_t rot_bytes; /* payload bytes since then, both directions */
 	struct dir send, recv;
 	unsigned char eph[32]; /* our X25519 secret, while an exchange runs */
-	unsigned char pub[32]; /* server: X25519 public for the ACCEPT */
+	unsigned char pub[32]; /* X25519 public for the OFFER or ACCEPT */
 	unsigned char dh[32];  /* rotation secret until both keys moved */
 	unsigned char hs[CLIENT_HELLO_LEN]; /* handshake: see client_hello(),
 					     * server_handshake() */
@@ -247,7 +254,9 @@ static const char *usage_text =
 "              faster on CPUs without AES instructions: see -B); a server\n"
 "              given -c refuses the other, else it takes the client's\n"
 "  -k FILE     read KEY from FILE ('-': standard input)\n"
-"  -n MAXCONN  connections at once (default: fd limit / 2, at most 8192)\n"
+"  -j WORKERS  worker processes, 0: one per CPU (default 1)\n"
+"  -n MAXCONN  connections at once, per worker (default: fd limit / 2,\n"
+"              at most 8192)\n"
 "  -t SECONDS  connect and handshake timeout (default 10)\n"
 "  -r SECONDS  rotate keys after SECONDS of activity, 0: by volume only\n"
 "              (default 60)\n"
@@ -272,7 +281,9 @@ static struct addrinfo *remote_ai; /* SERVER (client) or TARGET (server) */
 static int64_t now, accept_paused_until;
 static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000;
 static int64_t rotate_ms = ROTATE_DEFAULT * 1000;
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, signals; /* the last; a count */
+static int worker_id;  /* with -j: this worker's number, from 1 */
+static int reuseport;  /* each worker has its own SO_REUSEPORT listener */
 
 /* key: KEY stretched by PBKDF2 (the raw KEY is wiped at once); key_len:
  * the raw KEY's length, which picks AES-128/192/256 */
@@ -315,18 +326,26 @@ static void usage(void)
 	exit(0);
 }
 
+/* One line: the program, the worker (with -j), the connection. */
+static void vlog(const struct conn *c, const char *fmt, va_list ap)
+{
+	fputs(PROG, stderr);
+	if (worker_id)
+		fprintf(stderr, "[%d]", worker_id);
+	if (c)
+		fprintf(stderr, ": conn %lu", c->id);
+	fputs(": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 static void logmsg(const struct conn *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c)
-		fprintf(stderr, PROG ": conn %lu: ", c->id);
-	else
-		fprintf(stderr, PROG ": ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlog(c, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* Log why a connection fails; the caller then closes it with a reset. */
@@ -334,11 +353,9 @@ static int fail(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, PROG ": conn %lu: ", c->id);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlog(c, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return -1;
 }
 
@@ -661,6 +678,42 @@ static void pbkdf2(unsigned char out[32], const void *pw, size_t pw_len,
 static void x25519_public(unsigned char pub[32], const unsigned char sec[32])
 {
 	ec_impl->mulgen(pub, sec, 32, BR_EC_curve25519);
+}
+
+/*
+ * The next ephemeral key pair is made ahead, while the loop is idle (see
+ * run()), so that a handshake or a rotation computes one X25519 instead of
+ * two. A pair is used once: eph_take() wipes the spare as it hands it out.
+ * With -j, each worker makes its own, after the fork.
+ */
+static struct {
+	unsigned char sec[32], pub[32];
+	int ready;
+	int64_t retry; /* no randomness: not before this (no spinning) */
+} spare;
+
+static void eph_prepare(void)
+{
+	if (spare.ready)
+		return;
+	if (rnd(spare.sec, 32) < 0) {
+		spare.retry = now + 1000;
+		return;
+	}
+	x25519_public(spare.pub, spare.sec);
+	spare.ready = 1;
+}
+
+static int eph_take(unsigned char sec[32], unsigned char pub[32])
+{
+	if (!spare.ready)
+		eph_prepare();
+	if (!spare.ready)
+		return -1;
+	memcpy(sec, spare.sec, 32);
+	memcpy(pub, spare.pub, 32);
+	wipe(&spare, sizeof spare);
+	return 0;
 }
 
 /* X25519(sec, peer) into out; -1 for an all-zero result (a low-order point
@@ -1272,11 +1325,10 @@ static int client_hello(struct conn *c)
 	unsigned char *p = c->hs;
 	ssize_t n;
 
-	if (rnd(c->eph, 32) < 0)
+	if (eph_take(c->eph, p + 2) < 0)
 		return fail(c, "no randomness");
 	p[0] = PROTO_VERSION;
 	p[1] = cipher->id;
-	x25519_public(p + 2, c->eph);
 	hmac_sha256(p + 34, hello_key, 32, p, 34, NULL, 0);
 	/* A fresh socket's send buffer always takes 66 bytes at once. */
 	n = send(c->link, p, CLIENT_HELLO_LEN, MSG_NOSIGNAL);
@@ -1395,10 +1447,9 @@ static int server_handshake(struct conn *c)
 	cp = cipher_by_id(p[1]); /* authenticated: it really asked for it */
 	if (!cp || (cipher_forced && cp != cipher))
 		return server_refuse(c, cp);
-	if (rnd(c->eph, 32) < 0)
+	if (eph_take(c->eph, sh + 1) < 0)
 		return fail(c, "no randomness");
 	sh[0] = cp->id;
-	x25519_public(sh + 1, c->eph);
 	n = x25519(dh, c->eph, p + 2);
 	wipe(c->eph, 32);
 	if (n < 0)
@@ -1431,7 +1482,7 @@ static int rotation_start(struct conn *c)
 {
 	if (c->flags & (F_OFFER | F_SEND_OFFER | F_SEND_SWITCH | F_RX_EOF))
 		return 0;
-	if (rnd(c->eph, 32) < 0)
+	if (eph_take(c->eph, c->pub) < 0)
 		return fail(c, "no randomness");
 	c->flags |= F_SEND_OFFER;
 	return 0;
@@ -1484,9 +1535,8 @@ static int rotation_record(struct conn *c, int type, const unsigned char *body,
 	    !(c->flags & (F_WAIT_SWITCH | F_SEND_ACCEPT))) {
 		if (c->flags & F_TX_EOF)
 			return 0; /* our EOF is out: no more keys to move */
-		if (rnd(c->eph, 32) < 0)
+		if (eph_take(c->eph, c->pub) < 0)
 			return fail(c, "no randomness");
-		x25519_public(c->pub, c->eph);
 		if (x25519(c->dh, c->eph, body) < 0)
 			return fail(c, "bad rotation key");
 		wipe(c->eph, 32);
@@ -1511,13 +1561,29 @@ static int buf_alloc(struct conn *c, struct buf *b)
 {
 	if (!b->p && !(b->p = malloc(BUF_SIZE)))
 		return fail(c, "out of memory");
+	if (!b->cap)
+		b->cap = BUF_SIZE;
 	return 0;
+}
+
+/* A stream that keeps its buffer full gets a bigger one, up to BUF_MAX:
+ * more records per system call. It shrinks back when the buffer is freed
+ * (idle). Failing to grow is no error. */
+static void buf_grow(struct buf *b)
+{
+	size_t cap = b->cap * 2 > BUF_MAX ? BUF_MAX : b->cap * 2;
+	unsigned char *q;
+
+	if (cap > b->cap && (q = realloc(b->p, cap))) {
+		b->p = q;
+		b->cap = cap;
+	}
 }
 
 static void buf_free(struct buf *b)
 {
 	if (b->p) {
-		wipe(b->p, BUF_SIZE);
+		wipe(b->p, b->cap);
 		free(b->p);
 	}
 	memset(b, 0, sizeof *b);
@@ -1528,80 +1594,84 @@ static int again(void)
 	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
-/* Seal pending control records, then as much plain data as fits. */
+/* Seal pending control records; then read what the plain side has, with
+ * one readv() into as many record slots as the buffer has room for, and
+ * seal each record where it was read. Sealed records wait in tx; once all
+ * are sent, the buffer starts again at its front: nothing is moved. */
 static int tx_fill(struct conn *c, int readable)
 {
+	struct iovec iov[BUF_MAX / REC_WIRE_MAX];
 	unsigned char *p;
+	size_t at, k, n_iov, total = 0, take;
 	ssize_t n;
 
-	for (;;) {
-		if (c->tx.off && BUF_SIZE - c->tx.len < REC_WIRE_MAX) {
-			memmove(c->tx.p, c->tx.p + c->tx.off,
-				c->tx.len - c->tx.off);
-			c->tx.len -= c->tx.off;
-			c->tx.off = 0;
-		}
-		if ((c->flags & F_CONTROL) && buf_alloc(c, &c->tx) < 0)
-			return -1;
-		while ((c->flags & F_CONTROL) &&
-		       BUF_SIZE - c->tx.len >= REC_CTRL_MAX) {
-			p = c->tx.p + c->tx.len;
-			if (c->flags & F_SEND_SWITCH) {
-				c->tx.len += rec_seal(&c->send, p, REC_SWITCH,
-						      0);
-				dir_step(&c->send, c->dh, send_label);
-				wipe(c->dh, 32);
-				c->flags &= ~F_SEND_SWITCH;
-				rotated(c, &c->send, "send");
-			} else if (c->flags & F_SEND_ACCEPT) {
-				memcpy(p + 3, c->pub, 32);
-				c->tx.len += rec_seal(&c->send, p, REC_ACCEPT,
-						      32);
-				dir_step(&c->send, c->dh, send_label);
-				c->flags &= ~F_SEND_ACCEPT;
-				rotated(c, &c->send, "send");
-			} else if (c->flags & F_SEND_OFFER) {
-				x25519_public(p + 3, c->eph);
-				c->tx.len += rec_seal(&c->send, p, REC_OFFER,
-						      32);
-				c->flags = (c->flags & ~F_SEND_OFFER) |
-					   F_OFFER;
-			} else {
-				c->tx.len += rec_seal(&c->send, p,
-						      REC_REQUEST, 0);
-				c->flags = (c->flags & ~F_SEND_REQUEST) |
-					   F_REQUESTED;
-			}
-		}
-		if (!readable || (c->flags & (F_CONTROL | F_TX_EOF)) ||
-		    c->state != S_OPEN || (c->tx.p &&
-		    BUF_SIZE - c->tx.len < REC_WIRE_MAX))
-			return 0;
-		if (buf_alloc(c, &c->tx) < 0)
-			return -1;
+	if (c->tx.off == c->tx.len)
+		c->tx.off = c->tx.len = 0;
+	if ((c->flags & F_CONTROL) && buf_alloc(c, &c->tx) < 0)
+		return -1;
+	while ((c->flags & F_CONTROL) && c->tx.cap - c->tx.len >= REC_CTRL_MAX) {
 		p = c->tx.p + c->tx.len;
-		n = recv(c->plain, p + 3, REC_PAYLOAD_MAX, 0);
-		if (n < 0) {
-			c->tx.hot = 0;
-			return again() ? 0 : fail(c, "%s: %s", plain_name,
-						  strerror(errno));
+		if (c->flags & F_SEND_SWITCH) {
+			c->tx.len += rec_seal(&c->send, p, REC_SWITCH, 0);
+			dir_step(&c->send, c->dh, send_label);
+			wipe(c->dh, 32);
+			c->flags &= ~F_SEND_SWITCH;
+			rotated(c, &c->send, "send");
+		} else if (c->flags & F_SEND_ACCEPT) {
+			memcpy(p + 3, c->pub, 32);
+			c->tx.len += rec_seal(&c->send, p, REC_ACCEPT, 32);
+			dir_step(&c->send, c->dh, send_label);
+			c->flags &= ~F_SEND_ACCEPT;
+			rotated(c, &c->send, "send");
+		} else if (c->flags & F_SEND_OFFER) {
+			memcpy(p + 3, c->pub, 32);
+			c->tx.len += rec_seal(&c->send, p, REC_OFFER, 32);
+			c->flags = (c->flags & ~F_SEND_OFFER) | F_OFFER;
+		} else {
+			c->tx.len += rec_seal(&c->send, p, REC_REQUEST, 0);
+			c->flags = (c->flags & ~F_SEND_REQUEST) | F_REQUESTED;
 		}
-		if (c->send.seq == UINT64_MAX - 1)
-			return fail(c, "record numbers exhausted");
-		if (n == 0) {
-			c->tx.len += rec_seal(&c->send, p, REC_EOF, 0);
-			c->flags |= F_TX_EOF;
-			c->tx.hot = 0;
-			return 0;
-		}
-		c->tx.len += rec_seal(&c->send, p, REC_DATA, (size_t)n);
-		c->rot_bytes += (uint64_t)n;
-		if (rotation_check(c) < 0)
-			return -1;
-		c->tx.hot = n == REC_PAYLOAD_MAX;
-		if (!c->tx.hot)
-			return 0; /* drained, most likely: save a recv() */
 	}
+	if (!readable || (c->flags & (F_CONTROL | F_TX_EOF)) ||
+	    c->state != S_OPEN)
+		return 0;
+	if (buf_alloc(c, &c->tx) < 0)
+		return -1;
+	for (at = c->tx.len, n_iov = 0; c->tx.cap - at >= REC_WIRE_MAX &&
+	     n_iov < COUNT(iov); at += REC_WIRE_MAX, n_iov++) {
+		iov[n_iov].iov_base = c->tx.p + at + 3;
+		iov[n_iov].iov_len = REC_PAYLOAD_MAX;
+		total += REC_PAYLOAD_MAX;
+	}
+	if (!n_iov)
+		return 0;
+	n = readv(c->plain, iov, (int)n_iov);
+	if (n < 0) {
+		c->tx.hot = 0;
+		return again() ? 0 : fail(c, "%s: %s", plain_name,
+					  strerror(errno));
+	}
+	if (c->send.seq >= UINT64_MAX - 1 - n_iov)
+		return fail(c, "record numbers exhausted");
+	if (n == 0) {
+		c->tx.len += rec_seal(&c->send, c->tx.p + c->tx.len, REC_EOF,
+				      0);
+		c->flags |= F_TX_EOF;
+		c->tx.hot = 0;
+		return 0;
+	}
+	c->rot_bytes += (uint64_t)n;
+	c->tx.hot = (size_t)n == total; /* more may wait: grow */
+	/* readv() fills the slots in order: all but the last are full */
+	for (k = 0; n > 0; k++) {
+		take = (size_t)n < iov[k].iov_len ? (size_t)n : iov[k].iov_len;
+		c->tx.len += rec_seal(&c->send, c->tx.p + c->tx.len,
+				      REC_DATA, take);
+		n -= (ssize_t)take;
+	}
+	if (c->tx.hot)
+		buf_grow(&c->tx);
+	return rotation_check(c);
 }
 
 static int tx_flush(struct conn *c)
@@ -1627,7 +1697,7 @@ static int link_read(struct conn *c)
 
 	if (buf_alloc(c, &c->rx) < 0)
 		return -1;
-	room = BUF_SIZE - c->rx.len;
+	room = c->rx.cap - c->rx.len;
 	if (!room)
 		return 0;
 	n = recv(c->link, c->rx.p + c->rx.len, room, 0);
@@ -1643,23 +1713,68 @@ static int link_read(struct conn *c)
 		c->flags |= F_LINK_EOF;
 	c->rx.len += (size_t)n;
 	c->rx.hot = (size_t)n == room;
+	if (c->rx.hot)
+		buf_grow(&c->rx);
 	return 0;
 }
 
-/* Hand pending plaintext to the plain side; after the EOF record, shut
- * down its write side once everything before it is delivered. */
+/* The opened records [out_off, rx.off) of rx wait for the plain side;
+ * out_skip bytes of the first one's payload are already written. */
+static int rx_waiting(const struct conn *c)
+{
+	return c->out_off < c->rx.off;
+}
+
+/* Hand the waiting plaintext to the plain side, as many records' payloads
+ * as fit in one sendmsg(); after the EOF record, shut down its write side
+ * once everything before it is delivered. */
 static int plain_write(struct conn *c)
 {
+	struct iovec iov[64];
+	struct msghdr m;
+	unsigned char *p;
+	size_t at, len, skip, n_iov;
 	ssize_t n;
 
-	while (c->out_len) {
-		n = send(c->plain, c->rx.p + c->out_off, c->out_len,
-			 MSG_NOSIGNAL);
-		if (n < 0)
-			return again() ? 0 : fail(c, "%s: %s", plain_name,
-						  strerror(errno));
-		c->out_off += (size_t)n;
-		c->out_len -= (size_t)n;
+	while (rx_waiting(c)) {
+		skip = c->out_skip;
+		for (at = c->out_off, n_iov = 0; at < c->rx.off &&
+		     n_iov < COUNT(iov); at += REC_HEAD + len + REC_TAG) {
+			p = c->rx.p + at;
+			len = (size_t)p[0] << 8 | p[1];
+			if (p[2] == REC_DATA) {
+				iov[n_iov].iov_base = p + 3 + skip;
+				iov[n_iov++].iov_len = len - 1 - skip;
+			}
+			skip = 0;
+		}
+		n = 0;
+		if (n_iov) {
+			memset(&m, 0, sizeof m);
+			m.msg_iov = iov;
+			m.msg_iovlen = n_iov;
+			n = sendmsg(c->plain, &m, MSG_NOSIGNAL);
+			if (n < 0)
+				return again() ? 0 : fail(c, "%s: %s",
+							  plain_name,
+							  strerror(errno));
+		}
+		/* step over what was written, and over control records */
+		while (rx_waiting(c)) {
+			p = c->rx.p + c->out_off;
+			len = (size_t)p[0] << 8 | p[1];
+			if (p[2] == REC_DATA) {
+				if ((size_t)n < len - 1 - c->out_skip) {
+					c->out_skip += (size_t)n;
+					break;
+				}
+				n -= (ssize_t)(len - 1 - c->out_skip);
+			}
+			c->out_off += REC_HEAD + len + REC_TAG;
+			c->out_skip = 0;
+		}
+		if (n_iov && rx_waiting(c) && c->out_skip)
+			return 0; /* a short write: the socket is full */
 	}
 	if ((c->flags & (F_RX_EOF | F_PLAIN_SHUT)) == F_RX_EOF) {
 		if (shutdown(c->plain, SHUT_WR) < 0 && errno != ENOTCONN)
@@ -1669,14 +1784,15 @@ static int plain_write(struct conn *c)
 	return 0;
 }
 
-/* Parse what the link sent: the server hello, then records. */
+/* Parse what the link sent: the server hello, then records, opened in
+ * place; their plaintext is then handed on by plain_write(). */
 static int rx_process(struct conn *c)
 {
 	unsigned char *p;
 	size_t avail, len;
 	int type;
 
-	while (c->rx.p && !c->out_len) {
+	while (c->rx.p) {
 		p = c->rx.p + c->rx.off;
 		avail = c->rx.len - c->rx.off;
 		if (c->state == S_HELLO) { /* client only */
@@ -1686,6 +1802,7 @@ static int rx_process(struct conn *c)
 			    client_finish(c, p) < 0)
 				return -1;
 			c->rx.off += SERVER_HELLO_LEN;
+			c->out_off = c->rx.off;
 			continue;
 		}
 		if (c->state != S_OPEN || avail < REC_HEAD)
@@ -1709,10 +1826,8 @@ static int rx_process(struct conn *c)
 					      type == REC_EOF))
 			return fail(c, "record after end of stream");
 		if (type == REC_DATA && len) {
-			c->out_off = (size_t)(p + 3 - c->rx.p);
-			c->out_len = len;
 			c->rot_bytes += len;
-			if (plain_write(c) < 0 || rotation_check(c) < 0)
+			if (rotation_check(c) < 0)
 				return -1;
 		} else if (type == REC_EOF && !len) {
 			c->flags |= F_RX_EOF;
@@ -1720,18 +1835,20 @@ static int rx_process(struct conn *c)
 				c->flags &= ~(F_OFFER | F_SEND_OFFER);
 				wipe(c->eph, 32);
 			}
-			if (plain_write(c) < 0)
-				return -1;
 			if (verbose)
 				logmsg(c, "end of stream from the peer");
 		} else if (rotation_record(c, type, p + 3, len) < 0) {
 			return -1;
 		}
 	}
-	if (c->rx.p && !c->out_len && c->rx.off) {
+	if (plain_write(c) < 0)
+		return -1;
+	/* All delivered: a partial record at the end moves to the front,
+	 * the one copy in the record path (at most one record per fill). */
+	if (c->rx.p && !rx_waiting(c) && c->rx.off) {
 		c->rx.len -= c->rx.off;
 		memmove(c->rx.p, c->rx.p + c->rx.off, c->rx.len);
-		c->rx.off = 0;
+		c->rx.off = c->out_off = 0;
 	}
 	return 0;
 }
@@ -1864,7 +1981,7 @@ static int conn_finished(struct conn *c)
 	unsigned all = F_TX_EOF | F_RX_EOF | F_PLAIN_SHUT;
 
 	if (c->state != S_OPEN || (c->flags & all) != all ||
-	    (c->flags & F_CONTROL) || c->tx.len || c->out_len)
+	    (c->flags & F_CONTROL) || c->tx.len || rx_waiting(c))
 		return 0;
 	if (IS_CLIENT || (c->flags & F_LINK_EOF))
 		return 1;
@@ -1904,7 +2021,7 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 		r = tx_fill(c, plain_ev & (POLLIN | POLLHUP | POLLERR));
 	if (r == 0)
 		r = tx_flush(c);
-	if (r == 0 && (c->flags & F_LINK_EOF) && !c->out_len &&
+	if (r == 0 && (c->flags & F_LINK_EOF) && !rx_waiting(c) &&
 	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
 		r = fail(c, "%s", c->state == S_OPEN ?
 			 "link closed without end of stream (truncated)" :
@@ -1942,8 +2059,9 @@ static void conn_timeout(struct conn *c)
 static void conn_events(struct conn *c, int slot, nfds_t *n)
 {
 	short pe = 0, le = 0;
-	int rx_room = !c->rx.p || c->rx.len < BUF_SIZE;
-	int tx_room = BUF_SIZE - (c->tx.len - c->tx.off) >= REC_WIRE_MAX;
+	int rx_room = !c->rx.p || c->rx.len < c->rx.cap;
+	int tx_room = !c->tx.p || c->tx.off == c->tx.len ||
+		      c->tx.cap - c->tx.len >= REC_WIRE_MAX;
 
 	if (c->state == S_CONNECT) {
 		if (IS_CLIENT)
@@ -1955,7 +2073,7 @@ static void conn_events(struct conn *c, int slot, nfds_t *n)
 	} else {
 		if (!(c->flags & (F_TX_EOF | F_CONTROL)) && tx_room)
 			pe |= POLLIN;
-		if (c->out_len)
+		if (rx_waiting(c))
 			pe |= POLLOUT;
 		if (!(c->flags & F_LINK_EOF) && rx_room)
 			le |= POLLIN;
@@ -2014,9 +2132,14 @@ static void accept_new(void)
 	}
 }
 
+/* SIGCHLD only wakes the supervisor; TERM, INT and HUP count. */
 static void on_signal(int sig)
 {
-	stop_signal = sig;
+	if (sig == SIGCHLD)
+		return;
+	if (sig != SIGHUP)
+		stop_signal = sig;
+	signals++;
 }
 
 static void run(void)
@@ -2049,6 +2172,8 @@ static void run(void)
 			if (c->deadline && (!next || c->deadline < next))
 				next = c->deadline;
 		}
+		if (!spare.ready && now >= spare.retry)
+			next = now; /* no wait: make it when nothing is ready */
 		if (next) {
 			wait = next > now ? next - now : 0;
 			ts.tv_sec = (time_t)(wait / 1000);
@@ -2064,6 +2189,8 @@ static void run(void)
 			}
 			continue;
 		}
+		if (n == 0 && !spare.ready && now >= spare.retry)
+			eph_prepare();
 		now = clock_ms();
 		for (k = 1; k < nfds; k++) {
 			c = &conns[pfd_owner[k] / 2];
@@ -2155,7 +2282,9 @@ static void key_generate(void)
 
 /* ==== main ============================================================== */
 
-static int listen_on(const struct addrinfo *ai)
+/* With -j, try SO_REUSEPORT (Linux 3.9, the BSDs): each worker then has
+ * its own listener and the kernel spreads connections over them. */
+static int listen_on(const struct addrinfo *ai, int reuse)
 {
 	int fd, err = 0, one = 1;
 
@@ -2166,6 +2295,11 @@ static int listen_on(const struct addrinfo *ai)
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#ifdef SO_REUSEPORT
+		if (reuse)
+			reuseport = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT,
+					       &one, sizeof one) == 0;
+#endif
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
 		    listen(fd, SOMAXCONN) == 0 && set_nonblock(fd) == 0)
 			return fd;
@@ -2176,6 +2310,105 @@ static int listen_on(const struct addrinfo *ai)
 	return -1;
 }
 
+/* ==== workers (-j) ====================================================== */
+
+/*
+ * The parent of -j workers only supervises: it forks them, restarts one
+ * that died (and logs why), passes SIGTERM, SIGINT and SIGHUP on, and
+ * exits when they are all gone. It holds no connection and no ephemeral
+ * key. Returns in each worker, never in the parent.
+ */
+/* Returns 1 in the new worker. With SO_REUSEPORT, the first worker keeps
+ * the listener made before the fork (so that it never goes away during the
+ * start), and every other worker, or a restarted one, makes its own. */
+static int worker_fork(pid_t *pid, int i, const struct addrinfo *ai)
+{
+	*pid = fork();
+	if (*pid < 0)
+		logmsg(NULL, "fork: %s; retrying", strerror(errno));
+	if (*pid)
+		return 0;
+	worker_id = i + 1;
+	if (reuseport && (i > 0 || listen_fd < 0)) {
+		if (listen_fd >= 0)
+			close(listen_fd);
+		listen_fd = listen_on(ai, 1);
+	}
+	return 1;
+}
+
+static void supervise(int n, const struct addrinfo *ai)
+{
+	pid_t *pid = calloc((size_t)n, sizeof *pid), p;
+	int64_t *born = calloc((size_t)n, sizeof *born);
+	sigset_t none;
+	int i, st, live = 0, seen = 0;
+
+	if (!pid || !born)
+		die(1, "out of memory");
+	sigemptyset(&none);
+	for (i = 0; i < n; i++) {
+		born[i] = clock_ms();
+		if (worker_fork(&pid[i], i, ai))
+			goto worker;
+		live += pid[i] > 0;
+	}
+	if (reuseport) { /* worker 1 has it; a new worker makes its own */
+		close(listen_fd);
+		listen_fd = -1;
+	}
+	logmsg(NULL, "%d workers started (%s listener%s)", n,
+	       reuseport ? "SO_REUSEPORT" : "one shared",
+	       reuseport ? "s" : "");
+	for (;;) {
+		while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+			for (i = 0; i < n && pid[i] != p; i++)
+				;
+			if (i == n)
+				continue;
+			live--;
+			pid[i] = -1; /* to be restarted, unless stopping */
+			if (stop_signal)
+				continue;
+			if (WIFSIGNALED(st))
+				logmsg(NULL, "worker %d (pid %ld) killed by "
+				       "signal %d; restarting", i + 1, (long)p,
+				       WTERMSIG(st));
+			else
+				logmsg(NULL, "worker %d (pid %ld) exited with "
+				       "status %d; restarting", i + 1, (long)p,
+				       WEXITSTATUS(st));
+			if (clock_ms() - born[i] < 1000)
+				sleep(1); /* no fork loop if it dies at once */
+		}
+		if (stop_signal && !live)
+			break;
+		for (i = 0; i < n && !stop_signal; i++) {
+			if (pid[i] >= 0)
+				continue;
+			born[i] = clock_ms();
+			if (worker_fork(&pid[i], i, ai))
+				goto worker;
+			live += pid[i] > 0;
+		}
+		if (seen != signals) { /* pass TERM, INT or HUP on */
+			seen = signals;
+			for (i = 0; i < n; i++)
+				if (pid[i] > 0)
+					kill(pid[i], stop_signal ? stop_signal :
+					     SIGHUP);
+		}
+		if (live == n || stop_signal)
+			sigsuspend(&none); /* SIGCHLD, or one to pass on */
+		else
+			sleep(1); /* a fork failed: try again soon */
+	}
+	exit(0);
+worker:
+	free(pid);
+	free(born);
+}
+
 int main(int argc, char **argv)
 {
 	const char *key_file = NULL, *env;
@@ -2184,11 +2417,12 @@ int main(int argc, char **argv)
 	struct rlimit rl = {1024, 1024};
 	sigset_t block;
 	unsigned char probe[16];
-	long n_opt = 0;
-	int opt, gen = 0, test_all = 0, speed = 0, i, fd_room;
+	long n_opt = 0, n_opt2;
+	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
+	int opt, gen = 0, test_all = 0, speed = 0, i, fd_room, jobs = 1;
 
 	cipher = &ciphers[0];
-	while ((opt = getopt(argc, argv, ":hVvgSBc:n:t:r:k:")) != -1) {
+	while ((opt = getopt(argc, argv, ":hVvgSBc:j:n:t:r:k:")) != -1) {
 		switch (opt) {
 		case 'h':
 			usage();
@@ -2213,6 +2447,14 @@ int main(int argc, char **argv)
 				die(2, "bad -c CIPHER '%s': want aes or "
 				    "chacha20", optarg);
 			cipher_forced = 1;
+			break;
+		case 'j':
+			jobs = (int)parse_num(optarg, 0, 256, "-j WORKERS");
+			if (!jobs) {
+				n_opt2 = sysconf(_SC_NPROCESSORS_ONLN);
+				jobs = n_opt2 < 1 ? 1 : n_opt2 > 256 ? 256 :
+				       (int)n_opt2;
+			}
 			break;
 		case 'n':
 			n_opt = parse_num(optarg, 1, 1000000, "-n MAXCONN");
@@ -2299,13 +2541,8 @@ int main(int argc, char **argv)
 		logmsg(NULL, "warning: -n %d needs more fds than the limit "
 		       "allows (%d connections); accepting will pause at the "
 		       "limit", conn_max, fd_room);
-	conns = calloc((size_t)conn_max, sizeof *conns);
-	pfds = calloc(1 + 2 * (size_t)conn_max, sizeof *pfds);
-	pfd_owner = calloc(1 + 2 * (size_t)conn_max, sizeof *pfd_owner);
-	if (!conns || !pfds || !pfd_owner)
-		die(1, "out of memory for %d connections", conn_max);
 
-	listen_fd = listen_on(listen_ai);
+	listen_fd = listen_on(listen_ai, jobs > 1);
 	if (verbose) {
 		logmsg(NULL, "listening on %s", addr_str(listen_ai));
 		logmsg(NULL, "%s %s; at most %d connections; RDRAND %s",
@@ -2321,19 +2558,29 @@ int main(int argc, char **argv)
 				       key_len == 24 ? ", AES-192" :
 				       ", AES-256");
 	}
-	freeaddrinfo(listen_ai);
 
+	/* The handled signals are blocked except inside ppoll() (run) or
+	 * sigsuspend() (supervise). SIGHUP has nothing to reload yet: it is
+	 * caught and ignored, so it does not end the process. */
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
+	for (i = 0; i < (int)COUNT(handled); i++) {
+		sigaction(handled[i], &sa, NULL);
+		sigaddset(&block, handled[i]);
+	}
 	sigprocmask(SIG_BLOCK, &block, NULL);
+	if (jobs > 1)
+		supervise(jobs, listen_ai); /* returns in the workers only */
+	freeaddrinfo(listen_ai);
 
+	conns = calloc((size_t)conn_max, sizeof *conns);
+	pfds = calloc(1 + 2 * (size_t)conn_max, sizeof *pfds);
+	pfd_owner = calloc(1 + 2 * (size_t)conn_max, sizeof *pfd_owner);
+	if (!conns || !pfds || !pfd_owner)
+		die(1, "out of memory for %d connections", conn_max);
 	run();
 
 	if (verbose)

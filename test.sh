@@ -543,6 +543,9 @@ if want rotation; then
 	# the server asks (REQUEST); the client never rotates on its own
 	COPT="-v -r 0" SOPT="-v -r 1" pair Q $((P + 18)) $((P + 17)) 127.0.0.1:$ECHO
 	bg "$T/rotq.out" t stream $((P + 18)) 8 256; rotq=$last
+	# their target connections, before anything counts connections
+	streams_in() { [ "$(accepts)" -ge 2 ]; }
+	wait_for 50 streams_in
 fi
 
 # ---- command line ---------------------------------------------------------
@@ -597,6 +600,7 @@ if want keys; then
 		[ $rc = 0 ] && [ "$(grep -c '^aes-gcm .* MB/s$' "$T/sp")" -ge 4 ] &&
 		[ "$(grep -c '^chacha20-poly1305 .* MB/s$' "$T/sp")" -ge 2 ] &&
 		grep -q '^x25519 .* [1-9][0-9]* operations/s$' "$T/sp" &&
+		tail -n 1 "$T/sp" | grep -E "^faster here: -c (aes \(aes-gcm|chacha20 \(chacha20-poly1305) " &&
 		tail -n 1 "$T/sp" | grep "^faster here: -c [a-z0-9]* (${best%% *} " ; }
 	check "keys: -B measures every pair and names the faster -c" speed
 	gen() { a=$("$CLIENT" -g) b=$("$SERVER" -g); echo "$a $b"
@@ -751,6 +755,7 @@ if want secure; then
 	}
 	check "secure: tamper: client hello"  tamper TA c2s:20 s "bad client hello"
 	check "secure: tamper: server hello"  tamper TB s2c:40 c "bad server proof"
+	check "secure: tamper: server hello's cipher byte" tamper TI s2c:0 c "bad server hello"
 	check "secure: tamper: client finished" tamper TC c2s:80 s "bad client finished"
 	check "secure: tamper: record length" tamper TD c2s:98 s "record"
 	check "secure: tamper: deep, app -> target" tamper TE c2s:5000000 s "does not verify"
@@ -837,6 +842,34 @@ if want cipher; then
 	stop $fc
 	check "cipher: the README's protocol, chacha20" t ref $SB "$KEY" chacha20
 	check "cipher: bad -c is refused" bad_args "bad -c CIPHER 'des'" -c des 127.0.0.1:1 127.0.0.1:2 "$KEY"
+fi
+
+# ---- workers (-j) -------------------------------------------------------------
+if want workers; then
+	kids() { ps -o pid= --ppid "$1" | tr -d ' '; }
+	bg "$T/J.s.log" "$SERVER" -v -j 2 127.0.0.1:$((P + 43)) 127.0.0.1:$MUX "$KEY"; js=$last
+	bg "$T/J.c.log" "$CLIENT" -j 0 127.0.0.1:$((P + 44)) 127.0.0.1:$((P + 43)) "$KEY"; jc=$last
+	listening $((P + 43)) >/dev/null; listening $((P + 44)) >/dev/null
+	check "workers: -j 2 server, -j 0 client: 60 connections served" t par $((P + 44)) 60 "sink|"
+	spread() { n=$(sed -n 's/^gstunnel_server\[\([0-9]*\)\]: conn [0-9]*: new connection$/\1/p' \
+		"$T/J.s.log" | sort -u | wc -l); echo "$n workers served"; [ "$n" = 2 ]; }
+	check "workers: both server workers served some" spread
+	percpu() { logged "^gstunnel_client: $(getconf _NPROCESSORS_ONLN) workers started" "$T/J.c.log"; }
+	check "workers: -j 0 starts one per CPU" percpu
+	w=$(kids $js | head -n 1)
+	kill -9 "$w"
+	replaced() { grep -q "worker [12] (pid $w) killed by signal 9; restarting" "$T/J.s.log" &&
+		[ "$(kids $js | wc -l)" = 2 ] && ! kids $js | grep -qx "$w"; }
+	check "workers: a killed worker is logged and replaced" wait_for 40 replaced
+	check "workers: and all serve again" t par $((P + 44)) 60 "sink|"
+	ws=$(kids $js)
+	term_all() { kill -TERM $js; i=0
+		while [ $i -lt 50 ] && alive $js; do sleep 0.1; i=$((i + 1)); done
+		wait $js; rc=$?; echo "exit status $rc"
+		for p in $ws; do alive $p && { echo "worker $p still runs"; return 1; }; done
+		[ $rc = 0 ]; }
+	check "workers: SIGTERM stops the workers and the parent exits 0" term_all
+	stop $jc
 fi
 
 # ---- limits ---------------------------------------------------------------
@@ -1007,7 +1040,7 @@ if [ -z "${CIPHER:-}" ]; then
 	CIPHER=chacha20 EXCEPT="cli keys signal cipher fuzz" CLIENT_BIN="$CLIENT_BIN" \
 		SERVER_BIN="$SERVER_BIN" GSTUNNEL_CLIENT="$CLIENT" \
 		GSTUNNEL_SERVER="$SERVER" "$0" $FLAGS $ONLY | tee "$T/chacha.out"
-	set -- $(tail -n 1 "$T/chacha.out" | tr -d ,)
+	set -- $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$T/chacha.out" | tail -n 1 | tr -d ,)
 	if [ "${2:-}" = passed ] && [ "${4:-}" = failed ]; then
 		passed=$((passed + $1)) failed=$((failed + $3))
 		skipped=$((skipped + ${5:-0}))
