@@ -1,48 +1,109 @@
-# gstunnel - see README. Works with GNU make and BSD make.
+# gstunnel - see README. Works with GNU make (4.0 or later) and BSD make.
 #
 #   make                          both binaries
 #   make test                     build, then ./test.sh
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
-#   make clean static CC=mips-linux-musl-gcc \
+#   make static CC=mips-linux-musl-gcc AR=mips-linux-musl-ar CFLAGS=-Os \
+#        BEARSSL_SRC=/src/bearssl-0.6
+#   make static CC=mips-linux-musl-gcc CFLAGS=-Os \
 #        BEARSSL_CFLAGS=-I/opt/bearssl/inc \
 #        BEARSSL_LIBS=/opt/bearssl/build/libbearssl.a
 #
-# CC, CFLAGS, CPPFLAGS, LDFLAGS, PREFIX and DESTDIR are the user's; the
-# project's own flags live in GS_CFLAGS and GS_LDFLAGS. After changing the
-# compiler, run "make clean" first: make only compares file times.
+# CC, AR, CFLAGS, CPPFLAGS, LDFLAGS, PREFIX and DESTDIR are the user's; the
+# project's own flags live in the GS_* variables.
+#
+# BearSSL is the system's (-lbearssl), or the one BEARSSL_CFLAGS and
+# BEARSSL_LIBS name, or, with BEARSSL_SRC, built here from its source tree
+# with the same CC, AR and CFLAGS into build/bearssl-N, where N is a checksum
+# of those, so that builds for two compilers never share objects.
+#
+# "static" always relinks both binaries, statically, with unused code
+# dropped and symbols stripped: for routers, size matters. Otherwise make only
+# compares file times: after changing the compiler, run "make clean" first.
 
 VERSION = 0.1.0
 PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
 CFLAGS ?= -O2
-BEARSSL_CFLAGS ?=
-BEARSSL_LIBS ?= -lbearssl
+AR ?= ar
+BEARSSL_SRC ?=
 GS_CFLAGS = -std=c99 -Wall -Wextra -pedantic -DVERSION=\"$(VERSION)\"
 GS_LDFLAGS =
+# Empty, or GS_STATIC_CFLAGS when "static" calls make again: one section per
+# function and object, so that the linker can drop the unused ones.
+GS_SIZE_CFLAGS =
+GS_STATIC_CFLAGS = -ffunction-sections -fdata-sections
+GS_STATIC_LDFLAGS = -static -Wl,--gc-sections -s
 BINS = gstunnel_client gstunnel_server
 
+# BEARSSL_SRC changes the defaults of BEARSSL_CFLAGS and BEARSSL_LIBS, and
+# makes the binaries depend on the library built here (GS_BEARSSL_LIB, empty
+# without BEARSSL_SRC). "!=" runs the shell once, when the file is read.
+# GS_BEARSSL_KEY is never empty where "!=" works.
+GS_BEARSSL_KEY != printf '%s\n' "$(CC) $(GS_SIZE_CFLAGS) $(CFLAGS) \
+	$(BEARSSL_SRC)" | sed 's/[[:space:]][[:space:]]*/ /g' | \
+	cksum | cut -d' ' -f1
+GS_BEARSSL_DIR = build/bearssl-$(GS_BEARSSL_KEY)
+GS_BEARSSL_LIB != [ -z "$(BEARSSL_SRC)" ] || \
+	echo $(GS_BEARSSL_DIR)/libbearssl.a
+GS_BEARSSL_INC != [ -z "$(BEARSSL_SRC)" ] || echo -I$(BEARSSL_SRC)/inc
+GS_BEARSSL_LINK != [ -z "$(BEARSSL_SRC)" ] && echo -lbearssl || \
+	echo $(GS_BEARSSL_LIB)
+BEARSSL_CFLAGS ?= $(GS_BEARSSL_INC)
+BEARSSL_LIBS ?= $(GS_BEARSSL_LINK)
+
 # One clear line instead of a page of compiler errors.
-CHECK = $(CC) --version >/dev/null 2>&1 || { \
-	echo "gstunnel: compiler '$(CC)' not found" >&2; exit 1; }; \
+CHECK_CC = [ -n "$(GS_BEARSSL_KEY)" ] || { echo "gstunnel: this make does" \
+	"not know '!=': use GNU make 4.0 or later, or BSD make" >&2; \
+	exit 1; }; \
+	$(CC) --version >/dev/null 2>&1 || { \
+	echo "gstunnel: compiler '$(CC)' not found" >&2; exit 1; }
+CHECK = $(CHECK_CC); \
 	printf '\#include <bearssl.h>\n' | $(CC) $(CPPFLAGS) $(BEARSSL_CFLAGS) \
 	-E -x c - >/dev/null 2>&1 || { echo "gstunnel: <bearssl.h> not found:" \
-	"apt-get install libbearssl-dev, or set BEARSSL_CFLAGS and" \
-	"BEARSSL_LIBS" >&2; exit 1; }
+	"apt-get install libbearssl-dev, or set BEARSSL_SRC, or" \
+	"BEARSSL_CFLAGS and BEARSSL_LIBS" >&2; exit 1; }
 
 all: $(BINS)
 
-gstunnel_client: gstunnel.c
+gstunnel_client: gstunnel.c $(GS_BEARSSL_LIB)
 	@$(CHECK)
-	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(CFLAGS) -DCLIENT \
-		-o $@ gstunnel.c $(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS)
+	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(GS_SIZE_CFLAGS) \
+		$(CFLAGS) -DCLIENT -o $@ gstunnel.c \
+		$(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS)
 
-gstunnel_server: gstunnel.c
+gstunnel_server: gstunnel.c $(GS_BEARSSL_LIB)
 	@$(CHECK)
-	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(CFLAGS) -DSERVER \
-		-o $@ gstunnel.c $(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS)
+	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(GS_SIZE_CFLAGS) \
+		$(CFLAGS) -DSERVER -o $@ gstunnel.c \
+		$(LDFLAGS) $(GS_LDFLAGS) $(BEARSSL_LIBS)
+
+# BearSSL's own src/config.h picks the features for the target; nothing is
+# written into BEARSSL_SRC. An object that exists is kept, so an interrupted
+# build goes on where it stopped.
+$(GS_BEARSSL_DIR)/libbearssl.a:
+	@$(CHECK_CC)
+	@[ -f "$(BEARSSL_SRC)/inc/bearssl.h" ] || { echo "gstunnel:" \
+		"no inc/bearssl.h in BEARSSL_SRC=$(BEARSSL_SRC)" >&2; exit 1; }
+	@mkdir -p $(GS_BEARSSL_DIR)/obj
+	@echo "$(CC) $(GS_SIZE_CFLAGS) $(CFLAGS) -I$(BEARSSL_SRC)/inc" \
+		"-I$(BEARSSL_SRC)/src -c $(BEARSSL_SRC)/src/*/*.c" \
+		"(into $(GS_BEARSSL_DIR)/obj)"
+	@for f in $(BEARSSL_SRC)/src/*/*.c; do \
+		o=$(GS_BEARSSL_DIR)/obj/`basename $$f .c`.o; \
+		[ -f $$o ] && continue; \
+		$(CC) $(GS_SIZE_CFLAGS) $(CFLAGS) -I$(BEARSSL_SRC)/inc \
+			-I$(BEARSSL_SRC)/src -c -o $$o.tmp $$f && \
+			mv $$o.tmp $$o || { echo "gstunnel: $$f failed" >&2; \
+			exit 1; }; \
+	done
+	rm -f $@
+	$(AR) rcs $@ $(GS_BEARSSL_DIR)/obj/*.o
 
 static:
-	$(MAKE) GS_LDFLAGS=-static $(BINS)
+	rm -f $(BINS)
+	$(MAKE) GS_SIZE_CFLAGS="$(GS_STATIC_CFLAGS)" \
+		GS_LDFLAGS="$(GS_STATIC_LDFLAGS)" $(BINS)
 
 test: $(BINS)
 	./test.sh
@@ -57,7 +118,10 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/gstunnel_client \
 		$(DESTDIR)$(BINDIR)/gstunnel_server
 
+# build/cross belongs to .ci/cross, which empties it itself.
 clean:
 	rm -f $(BINS)
+	rm -rf build/bearssl-*
+	rmdir build 2>/dev/null || :
 
 .PHONY: all static test install uninstall clean
