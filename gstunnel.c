@@ -33,10 +33,10 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -306,37 +306,160 @@ static const char *plain_name = IS_CLIENT ? "app" : "target";
 static const char *hs_closed = "authentication failed: the server closed the "
 			       "link in the handshake (wrong key?)";
 
-/* ==== errors and logging ================================================ */
+/* ==== output ============================================================ */
 
-static void die(int code, const char *fmt, ...)
+/*
+ * A small formatter instead of stdio's printf, whose floating-point code
+ * alone is a tenth of a static binary: %s, %c, %d, %u, %x with l or ll, a
+ * width and '-' (for the tables of -S and -B), %%. fmt() works like
+ * snprintf(); say() writes one line to an fd with a single write().
+ */
+static size_t vfmt(char *out, size_t n, const char *f, va_list ap)
+{
+	char num[24], *s;
+	unsigned long long u;
+	long long v;
+	size_t len = 0, w, l, i, pad;
+	int left, lng, neg;
+
+	for (; *f; f++) {
+		if (*f != '%') {
+			if (len + 1 < n)
+				out[len] = *f;
+			len++;
+			continue;
+		}
+		left = *++f == '-';
+		f += left;
+		for (w = 0; *f >= '0' && *f <= '9'; f++)
+			w = w * 10 + (size_t)(*f - '0');
+		for (lng = 0; *f == 'l'; f++)
+			lng++;
+		s = num + sizeof num - 1;
+		*s = 0;
+		if (*f == 's') {
+			s = va_arg(ap, char *);
+		} else if (*f == 'c') {
+			*--s = (char)va_arg(ap, int);
+		} else if (*f == 'd' || *f == 'u' || *f == 'x') {
+			if (*f == 'd') {
+				v = lng > 1 ? va_arg(ap, long long) : lng ?
+				    va_arg(ap, long) : va_arg(ap, int);
+				neg = v < 0;
+				u = neg ? 0 - (unsigned long long)v :
+				    (unsigned long long)v;
+			} else {
+				u = lng > 1 ? va_arg(ap, unsigned long long) :
+				    lng ? va_arg(ap, unsigned long) :
+				    va_arg(ap, unsigned);
+				neg = 0;
+			}
+			do
+				*--s = "0123456789abcdef"[u % (*f == 'x' ? 16 :
+							       10)];
+			while (u /= *f == 'x' ? 16 : 10);
+			if (neg)
+				*--s = '-';
+		} else {
+			*--s = *f; /* %% */
+		}
+		l = strlen(s);
+		pad = w > l ? w - l : 0;
+		for (i = 0; i < pad + l; i++) {
+			if (len + 1 < n)
+				out[len] = left ? i < l ? s[i] : ' ' :
+					   i < pad ? ' ' : s[i - pad];
+			len++;
+		}
+	}
+	if (n)
+		out[len < n ? len : n - 1] = 0;
+	return len;
+}
+
+static size_t fmt(char *out, size_t n, const char *f, ...)
+	PRINTF_LIKE(3, 4);
+
+static size_t fmt(char *out, size_t n, const char *f, ...)
 {
 	va_list ap;
+	size_t len;
 
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	va_start(ap, f);
+	len = vfmt(out, n, f, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	return len;
+}
+
+/* Write all of p (a log line may be cut short by a signal: so be it). */
+static void put(int fd, const char *p, size_t n)
+{
+	ssize_t r;
+
+	while (n && ((r = write(fd, p, n)) > 0 || (r < 0 && errno == EINTR)))
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+		}
+}
+
+static void say(int fd, const char *f, ...) PRINTF_LIKE(2, 3);
+
+static void say(int fd, const char *f, ...)
+{
+	char line[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, f);
+	n = vfmt(line, sizeof line, f, ap);
+	va_end(ap);
+	put(fd, line, n < sizeof line ? n : sizeof line - 1);
+}
+
+/* ==== errors and logging ================================================ */
+
+static void die(int code, const char *f, ...)
+{
+	char line[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, f);
+	n = vfmt(line, sizeof line - 1, f, ap);
+	va_end(ap);
+	if (n > sizeof line - 2)
+		n = sizeof line - 2;
+	line[n++] = '\n';
+	put(2, PROG ": ", sizeof PROG + 1);
+	put(2, line, n);
 	exit(code);
 }
 
 static void usage(void)
 {
-	fputs(usage_text, stdout);
+	put(1, usage_text, strlen(usage_text));
 	exit(0);
 }
 
-/* One line: the program, the worker (with -j), the connection. */
-static void vlog(const struct conn *c, const char *fmt, va_list ap)
+/* One line, one write(): the program, the worker (with -j), the
+ * connection, the message. */
+static void vlog(const struct conn *c, const char *f, va_list ap)
 {
-	fputs(PROG, stderr);
+	char line[512];
+	size_t n = fmt(line, sizeof line, PROG);
+
 	if (worker_id)
-		fprintf(stderr, "[%d]", worker_id);
+		n += fmt(line + n, sizeof line - n, "[%d]", worker_id);
 	if (c)
-		fprintf(stderr, ": conn %lu", c->id);
-	fputs(": ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+		n += fmt(line + n, sizeof line - n, ": conn %lu", c->id);
+	n += fmt(line + n, sizeof line - n, ": ");
+	if (n < sizeof line - 1)
+		n += vfmt(line + n, sizeof line - 1 - n, f, ap);
+	if (n > sizeof line - 2)
+		n = sizeof line - 2;
+	line[n++] = '\n';
+	put(2, line, n);
 }
 
 static void logmsg(const struct conn *c, const char *fmt, ...)
@@ -380,13 +503,14 @@ static int64_t clock_ms(void)
 /* The one parser for numbers from the user: decimal, within [min, max]. */
 static long parse_num(const char *s, long min, long max, const char *what)
 {
-	char *end;
-	long v;
+	const char *p = s + (*s == '-');
+	long v = 0;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v < min || v > max || *s == '+' ||
-	    *s == ' ')
+	for (; *p >= '0' && *p <= '9' && v < 100000000; p++)
+		v = v * 10 + (*p - '0');
+	if (*s == '-')
+		v = -v;
+	if (*p || p == s + (*s == '-') || v < min || v > max)
 		die(2, "bad %s '%s': want a number from %ld to %ld", what, s,
 		    min, max);
 	return v;
@@ -447,7 +571,7 @@ static struct addrinfo *resolve(const char *arg, int passive, const char *what)
 		die(2, "bad %s '%s': bad host", what, arg);
 	memcpy(host, arg, hl);
 	host[hl] = 0;
-	snprintf(port, sizeof port, "%ld",
+	fmt(port, sizeof port, "%ld",
 		 parse_num(colon + 1, 1, 65535, "port"));
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -460,18 +584,45 @@ static struct addrinfo *resolve(const char *arg, int passive, const char *what)
 	return res;
 }
 
+/* host:port or [v6]:port, numeric (RFC 5952 for IPv6); not inet_ntop(),
+ * which would bring stdio's printf into a static binary. */
 static const char *addr_str(const struct addrinfo *ai)
 {
-	static char s[INET6_ADDRSTRLEN + 16];
-	char h[INET6_ADDRSTRLEN];
+	static char s[64];
+	const struct sockaddr_in6 *a6 = (const void *)ai->ai_addr;
+	const struct sockaddr_in *a4 = (const void *)ai->ai_addr;
+	const unsigned char *a;
+	size_t n;
+	int i, run, z0 = -1, zl = 1;
 
-	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, h, sizeof h, NULL, 0,
-			NI_NUMERICHOST))
-		return "?";
-	snprintf(s, sizeof s, strchr(h, ':') ? "[%s]:%u" : "%s:%u", h,
-		 ntohs(ai->ai_family == AF_INET6 ?
-		       ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port :
-		       ((struct sockaddr_in *)ai->ai_addr)->sin_port));
+	if (ai->ai_family != AF_INET6) {
+		a = (const unsigned char *)&a4->sin_addr;
+		fmt(s, sizeof s, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+		    (unsigned)ntohs(a4->sin_port));
+		return s;
+	}
+	a = a6->sin6_addr.s6_addr;
+	for (i = 0; i < 8; i += run ? run : 1) { /* longest zero run: "::" */
+		for (run = 0; i + run < 8 && !a[2 * (i + run)] &&
+		     !a[2 * (i + run) + 1]; run++)
+			;
+		if (run > zl) {
+			z0 = i;
+			zl = run;
+		}
+	}
+	n = fmt(s, sizeof s, "[");
+	for (i = 0; i < 8; i++) {
+		if (i == z0) {
+			n += fmt(s + n, sizeof s - n, "::");
+			i += zl - 1;
+		} else {
+			n += fmt(s + n, sizeof s - n, "%s%x",
+				 i && i != z0 + zl ? ":" : "",
+				 (unsigned)(a[2 * i] << 8 | a[2 * i + 1]));
+		}
+	}
+	fmt(s + n, sizeof s - n, "]:%u", (unsigned)ntohs(a6->sin6_port));
 	return s;
 }
 
@@ -800,45 +951,44 @@ static int cp_open(struct dir *d, const unsigned char *nonce,
 
 /*
  * Implementation tables, fastest first. A row's get() returns NULL where
- * the CPU or the build lacks that code; wide rows are slower than the
- * next row's code on 32-bit CPUs, so they are not picked there. The last
- * rows run everywhere.
+ * the CPU or the build lacks that code. A 64-bit build carries the 64-bit
+ * portable code and a 32-bit build the 32-bit code (x32 counts as 32-bit):
+ * on each, the other would be slower and never picked, and routers count
+ * every kilobyte. The last row of each table runs everywhere. BearSSL's
+ * sse2 ChaCha20 is left out: it measured slower than the portable code on
+ * x86-64 (271 against 446 MB/s with -B).
  */
+#define W64 (UINTPTR_MAX > 0xffffffffu)
+
 static const struct {
 	const char *name;
 	const br_block_ctr_class *(*get)(void);
-	const br_block_ctr_class *vtable;
-	int wide;
+	const br_block_ctr_class *fn;
 } aes_impls[] = {
-	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL, 0},
-	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL, 0},
-	{"ct64", NULL, &br_aes_ct64_ctr_vtable, 1},
-	{"ct", NULL, &br_aes_ct_ctr_vtable, 0},
+	{"x86ni", br_aes_x86ni_ctr_get_vtable, NULL},
+	{"pwr8", br_aes_pwr8_ctr_get_vtable, NULL},
+	{"ct64", NULL, W64 ? &br_aes_ct64_ctr_vtable : NULL},
+	{"ct", NULL, W64 ? NULL : &br_aes_ct_ctr_vtable},
 };
 
 static const struct {
 	const char *name;
 	br_ghash (*get)(void);
 	br_ghash fn;
-	int wide;
 } ghash_impls[] = {
-	{"pclmul", br_ghash_pclmul_get, NULL, 0},
-	{"pwr8", br_ghash_pwr8_get, NULL, 0},
-	{"ctmul64", NULL, br_ghash_ctmul64, 1},
-	{"ctmul", NULL, br_ghash_ctmul, 0},
-	{"ctmul32", NULL, br_ghash_ctmul32, 0},
+	{"pclmul", br_ghash_pclmul_get, NULL},
+	{"pwr8", br_ghash_pwr8_get, NULL},
+	{"ctmul64", NULL, W64 ? br_ghash_ctmul64 : NULL},
+	{"ctmul", NULL, W64 ? NULL : br_ghash_ctmul},
+	{"ctmul32", NULL, W64 ? NULL : br_ghash_ctmul32},
 };
 
-/* BearSSL's sse2 ChaCha20 is slower than the portable code compiled for
- * x86-64 (-B here: 271 against 446 MB/s), so it is never picked; it stays
- * for -S and -B. */
 static const struct {
 	const char *name;
 	br_chacha20_run (*get)(void);
 	br_chacha20_run fn;
 } chacha_impls[] = {
 	{"ct", NULL, br_chacha20_ct_run},
-	{"sse2", br_chacha20_sse2_get, NULL},
 };
 
 static const struct {
@@ -848,22 +998,22 @@ static const struct {
 } poly_impls[] = {
 	{"ctmulq", br_poly1305_ctmulq_get, NULL},
 	{"ctmul", NULL, br_poly1305_ctmul_run},
-	{"ctmul32", NULL, br_poly1305_ctmul32_run},
+	{"ctmul32", NULL, W64 ? NULL : br_poly1305_ctmul32_run},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define GET(t, i) ((t)[i].get ? (t)[i].get() : (t)[i].fn)
+#define BUILT(t, i) ((t)[i].get || (t)[i].fn)
 
 static char pair_name[32];
 
-/* A pair's name, and in *ok: 0 where this CPU cannot run it, 1 where it
- * can, 2 where it can and it is a choice for this CPU (see crypto_select;
- * x32 counts as 32-bit here: correct, just not the fastest). */
-static const char *pair(const char *a, const char *b, int runs, int wide,
+/* A pair's name, and in *ok: -1 where this build lacks it, 0 where this
+ * CPU cannot run it, 1 where it runs. */
+static const char *pair(const char *a, const char *b, int built, int runs,
 			int *ok)
 {
-	*ok = !runs ? 0 : wide && sizeof(void *) < 8 ? 1 : 2;
-	snprintf(pair_name, sizeof pair_name, "%s+%s", a, b);
+	*ok = !built ? -1 : runs;
+	fmt(pair_name, sizeof pair_name, "%s+%s", a, b);
 	return pair_name;
 }
 
@@ -875,11 +1025,11 @@ static const char *gcm_use(size_t i, int *ok)
 
 	if (a >= COUNT(aes_impls))
 		return NULL;
-	aes_impl = aes_impls[a].get ? aes_impls[a].get() : aes_impls[a].vtable;
+	aes_impl = GET(aes_impls, a);
 	ghash_impl = GET(ghash_impls, g);
 	return pair(aes_impls[a].name, ghash_impls[g].name,
-		    aes_impl && ghash_impl,
-		    aes_impls[a].wide || ghash_impls[g].wide, ok);
+		    BUILT(aes_impls, a) && BUILT(ghash_impls, g),
+		    aes_impl && ghash_impl, ok);
 }
 
 static const char *cp_use(size_t i, int *ok)
@@ -891,7 +1041,7 @@ static const char *cp_use(size_t i, int *ok)
 	chacha_impl = GET(chacha_impls, a);
 	poly_impl = GET(poly_impls, p);
 	return pair(chacha_impls[a].name, poly_impls[p].name,
-		    chacha_impl && poly_impl, 0, ok);
+		    BUILT(poly_impls, p), chacha_impl && poly_impl, ok);
 }
 
 static int hexval(int ch)
@@ -1021,7 +1171,7 @@ static const struct cipher *cipher_by_id(int id)
 }
 
 /* Each cipher's fastest constant-time code on this CPU: its first pair
- * that is a choice here. The last pair of each runs everywhere. */
+ * that runs. The last pair of each runs everywhere. */
 static void crypto_select(void)
 {
 	const char *n = "";
@@ -1029,10 +1179,10 @@ static void crypto_select(void)
 	int ok = 0;
 
 	for (c = 0; c < COUNT(ciphers); c++) {
-		for (i = 0; (n = ciphers[c].use(i, &ok)) && ok < 2; i++)
+		for (i = 0; (n = ciphers[c].use(i, &ok)) && ok < 1; i++)
 			;
 		cipher_best[c] = i;
-		snprintf(cipher_code[c], sizeof cipher_code[c], "%s", n);
+		fmt(cipher_code[c], sizeof cipher_code[c], "%s", n);
 	}
 }
 
@@ -1103,7 +1253,7 @@ static int rec_open(struct dir *d, unsigned char *p, size_t len)
 static int check(int ok, const char *what, int loud)
 {
 	if (loud || !ok)
-		printf("%-44s %s\n", what, ok ? "ok" : "FAILED");
+		say(1, "%-44s %s\n", what, ok ? "ok" : "FAILED");
 	return !ok;
 }
 
@@ -1159,17 +1309,17 @@ static int selftest(int loud)
 
 	for (k = 0; k < COUNT(ciphers); k++) {
 		for (i = 0; (n = ciphers[k].use(i, &ok)); i++) {
-			snprintf(what, sizeof what, "%s %s", ciphers[k].aead,
+			fmt(what, sizeof what, "%s %s", ciphers[k].aead,
 				 n);
 			if (!ok && loud)
-				printf("%-44s not on this CPU\n", what);
-			if (ok && (loud || i == cipher_best[k]))
+				say(1, "%-44s not on this CPU\n", what);
+			if (ok > 0 && (loud || i == cipher_best[k]))
 				bad += check(ciphers[k].kat(), what, loud);
 		}
 	}
 	crypto_select();
 	for (k = 0; k < COUNT(ciphers); k++) {
-		snprintf(what, sizeof what, "records: %s: seal, open, tamper",
+		fmt(what, sizeof what, "records: %s: seal, open, tamper",
 			 ciphers[k].name);
 		bad += check(selftest_records(&ciphers[k]), what, loud);
 	}
@@ -1220,7 +1370,7 @@ static int selftest(int loud)
 	bad += check(ok && !memcmp(c, d, 32), "PBKDF2-HMAC-SHA256 RFC 7914",
 		     loud);
 	if (loud)
-		printf("selected: aes %s, chacha20 %s, RDRAND %s, OS random "
+		say(1, "selected: aes %s, chacha20 %s, RDRAND %s, OS random "
 		       "%s\n", cipher_code[0], cipher_code[1],
 		       use_rdrand ? "on" : "off", urandom_fd < 0 ?
 		       "getrandom" : "/dev/urandom (after /dev/random)");
@@ -1242,11 +1392,11 @@ static void bench(void)
 	size_t c, i, best = 0;
 	int ok;
 
-	printf("sealing 16 KiB records (AES with a 32-byte key, as from -g)"
+	say(1, "sealing 16 KiB records (AES with a 32-byte key, as from -g)"
 	       ":\n");
 	for (c = 0; c < COUNT(ciphers); c++) {
 		for (i = 0; (n = ciphers[c].use(i, &ok)); i++) {
-			if (!ok)
+			if (ok < 1)
 				continue;
 			d.cipher = &ciphers[c];
 			d.cipher->init(&d, k, 32);
@@ -1259,11 +1409,10 @@ static void bench(void)
 				done += REC_PAYLOAD_MAX;
 			} while ((ms = clock_ms() - t0) < BENCH_MS);
 			v = (unsigned long)(done / ((uint64_t)ms * 1000));
-			printf("%-17s %-15s %5lu MB/s\n", ciphers[c].aead, n,
+			say(1, "%-17s %-15s %5lu MB/s\n", ciphers[c].aead, n,
 			       v);
 			if (i == cipher_best[c])
 				mbs[c] = v;
-			fflush(stdout);
 		}
 	}
 	wipe(&d, sizeof d);
@@ -1276,12 +1425,12 @@ static void bench(void)
 		ec_impl->mul(r + 32, 32, r, 32, BR_EC_curve25519);
 		done++;
 	} while ((ms = clock_ms() - t0) < 2 * BENCH_MS);
-	printf("x25519 m31 %25lu operations/s\n",
+	say(1, "x25519 m31 %25lu operations/s\n",
 	       (unsigned long)(done * 1000 / (uint64_t)ms));
 	for (c = 1; c < COUNT(ciphers); c++)
 		if (mbs[c] > mbs[best])
 			best = c;
-	printf("faster here: -c %s (%s %s, %lu MB/s)\n", ciphers[best].name,
+	say(1, "faster here: -c %s (%s %s, %lu MB/s)\n", ciphers[best].name,
 	       ciphers[best].aead, cipher_code[best], mbs[best]);
 }
 
@@ -2275,12 +2424,60 @@ static void key_generate(void)
 				out[n++] = abc[r[i] % 62];
 	}
 	out[32] = '\n';
-	fwrite(out, 1, 33, stdout);
+	put(1, out, 33);
 	wipe(out, sizeof out);
 	wipe(r, sizeof r);
 }
 
 /* ==== main ============================================================== */
+
+/*
+ * getopt(3) for our options, without the stdio that libc's brings along:
+ * "-vS", "-k FILE", "-kFILE", "--"; it stops at the first operand. Returns
+ * the option, ':' for a missing value or '?' for an unknown option (its
+ * letter in opt_bad), -1 at the end.
+ */
+static int opt_ind = 1, opt_pos, opt_bad;
+static char *opt_arg;
+
+static int next_opt(int argc, char **argv, const char *spec)
+{
+	char *a, *o;
+	int c;
+
+	if (!opt_pos) {
+		if (opt_ind >= argc || argv[opt_ind][0] != '-' ||
+		    !argv[opt_ind][1])
+			return -1;
+		if (!strcmp(argv[opt_ind], "--")) {
+			opt_ind++;
+			return -1;
+		}
+		opt_pos = 1;
+	}
+	a = argv[opt_ind];
+	c = (unsigned char)a[opt_pos++];
+	if (!a[opt_pos]) {
+		opt_ind++;
+		opt_pos = 0;
+	}
+	o = c == ':' ? NULL : strchr(spec, c);
+	opt_bad = c;
+	if (!o)
+		return '?';
+	if (o[1] == ':') {
+		if (opt_pos) { /* -kFILE */
+			opt_arg = a + opt_pos;
+			opt_ind++;
+			opt_pos = 0;
+		} else if (opt_ind < argc) {
+			opt_arg = argv[opt_ind++];
+		} else {
+			return ':';
+		}
+	}
+	return c;
+}
 
 /* With -j, try SO_REUSEPORT (Linux 3.9, the BSDs): each worker then has
  * its own listener and the kernel spreads connections over them. */
@@ -2318,6 +2515,19 @@ static int listen_on(const struct addrinfo *ai, int reuse)
  * exits when they are all gone. It holds no connection and no ephemeral
  * key. Returns in each worker, never in the parent.
  */
+/* -j 0: one worker per CPU this process may run on. */
+static int cpu_count(void)
+{
+	int n = 1;
+#ifdef CPU_COUNT
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+#endif
+	return n < 1 ? 1 : n > 256 ? 256 : n;
+}
+
 /* Returns 1 in the new worker. With SO_REUSEPORT, the first worker keeps
  * the listener made before the fork (so that it never goes away during the
  * start), and every other worker, or a restarted one, makes its own. */
@@ -2417,18 +2627,18 @@ int main(int argc, char **argv)
 	struct rlimit rl = {1024, 1024};
 	sigset_t block;
 	unsigned char probe[16];
-	long n_opt = 0, n_opt2;
+	long n_opt = 0;
 	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
 	int opt, gen = 0, test_all = 0, speed = 0, i, fd_room, jobs = 1;
 
 	cipher = &ciphers[0];
-	while ((opt = getopt(argc, argv, ":hVvgSBc:j:n:t:r:k:")) != -1) {
+	while ((opt = next_opt(argc, argv, "hVvgSBc:j:n:t:r:k:")) != -1) {
 		switch (opt) {
 		case 'h':
 			usage();
 			break;
 		case 'V':
-			printf(PROG " " VERSION "\n");
+			say(1, PROG " " VERSION "\n");
 			return 0;
 		case 'v':
 			verbose = 1;
@@ -2443,38 +2653,35 @@ int main(int argc, char **argv)
 			speed = 1;
 			break;
 		case 'c':
-			if (!(cipher = cipher_by_name(optarg)))
+			if (!(cipher = cipher_by_name(opt_arg)))
 				die(2, "bad -c CIPHER '%s': want aes or "
-				    "chacha20", optarg);
+				    "chacha20", opt_arg);
 			cipher_forced = 1;
 			break;
 		case 'j':
-			jobs = (int)parse_num(optarg, 0, 256, "-j WORKERS");
-			if (!jobs) {
-				n_opt2 = sysconf(_SC_NPROCESSORS_ONLN);
-				jobs = n_opt2 < 1 ? 1 : n_opt2 > 256 ? 256 :
-				       (int)n_opt2;
-			}
+			jobs = (int)parse_num(opt_arg, 0, 256, "-j WORKERS");
+			if (!jobs)
+				jobs = cpu_count();
 			break;
 		case 'n':
-			n_opt = parse_num(optarg, 1, 1000000, "-n MAXCONN");
+			n_opt = parse_num(opt_arg, 1, 1000000, "-n MAXCONN");
 			break;
 		case 't':
-			timeout_ms = 1000 * (int)parse_num(optarg, 1, 3600,
+			timeout_ms = 1000 * (int)parse_num(opt_arg, 1, 3600,
 							   "-t SECONDS");
 			break;
 		case 'r':
-			rotate_ms = 1000 * (int64_t)parse_num(optarg, 0, 86400,
+			rotate_ms = 1000 * (int64_t)parse_num(opt_arg, 0, 86400,
 							      "-r SECONDS");
 			break;
 		case 'k':
-			key_file = optarg;
+			key_file = opt_arg;
 			break;
 		case ':':
-			die(2, "option -%c needs a value (see -h)", optopt);
+			die(2, "option -%c needs a value (see -h)", opt_bad);
 			break;
 		default:
-			die(2, "unknown option '-%c' (see -h)", optopt);
+			die(2, "unknown option '-%c' (see -h)", opt_bad);
 		}
 	}
 
@@ -2499,8 +2706,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	argc -= optind;
-	argv += optind;
+	argc -= opt_ind;
+	argv += opt_ind;
 	if (argc < 2)
 		die(2, "missing %s argument (see -h)", argc ? (IS_CLIENT ?
 		    "SERVER" : "TARGET") : "LISTEN");
