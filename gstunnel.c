@@ -2227,7 +2227,10 @@ static void conn_events(struct conn *c, int slot, nfds_t *n)
 		if (!(c->flags & F_LINK_EOF) && rx_room)
 			le |= POLLIN;
 	}
-	if (c->tx.len > c->tx.off)
+	/* POLLOUT also while a control record waits to be sealed: tx_fill()
+	 * seals it once the records before it are sent, and nothing else
+	 * may wake this connection then (the plain side's POLLIN is off). */
+	if (c->tx.len > c->tx.off || (c->flags & F_CONTROL))
 		le |= POLLOUT;
 	c->plain_rev = c->link_rev = 0;
 	if (pe && c->plain >= 0) {

@@ -982,6 +982,12 @@ if want rotation; then
 	rotq_ok() { wait $rotq && rotations "$T/Q.c.log" send 4 &&
 		rotations "$T/Q.s.log" receive 4; }
 	check "rotation: the server's -r asks the client to rotate" rotq_ok
+	# at full speed, so that control records wait behind full buffers
+	COPT="-v -r 1" SOPT="-v -r 1" pair RF $((P + 19)) $((P + 20)) 127.0.0.1:$MUX
+	fast() { t blast $((P + 19)) 4 "$1" && rotations "$T/RF.c.log" send "$2" &&
+		rotations "$T/RF.s.log" send "$2"; }
+	check "rotation: -r 1, full speed app -> target: intact, rotated" fast up 3
+	check "rotation: -r 1, full speed target -> app: intact, rotated" fast down 6
 fi
 
 # ---- signals ----------------------------------------------------------------
@@ -1171,6 +1177,14 @@ async def mux(r, w, logf):
                 n += len(b)
             rst(sock)
             end = "sent-reset"
+        elif mode == "blast":       # send at full speed for N seconds
+            t_end = time.time() + float(line[1])
+            while time.time() < t_end:
+                w.write(BLAST)
+                await w.drain()
+                n += len(BLAST)
+            w.write_eof()
+            await drain(r)
         elif mode == "hold":        # read nothing for a while, then sink
             await asyncio.sleep(float(line[1]))
             async for b in chunks(r):
@@ -1247,6 +1261,55 @@ async def mux_run(port, head, payload=b"", timeout=60):
     got, end = await read_all(r, timeout=timeout)
     w.close()
     return got, end
+
+
+BLAST = random.Random(5).randbytes(1 << 20)
+
+
+def c_blast(port, seconds, way):
+    """One way at full speed for `seconds` (to the mux's sink, or from its
+    blast), so that nothing comes the other way to wake a stalled end;
+    every byte must arrive, in order, within 20 s more."""
+    async def up():
+        r, w = await connect(port)
+        h, sent, t_end = hashlib.sha256(), 0, time.time() + float(seconds)
+        w.write(b"sink\n")
+        while time.time() < t_end:
+            w.write(BLAST)
+            h.update(BLAST)
+            sent += len(BLAST)
+            await w.drain()
+        w.write_eof()
+        got, end = await read_all(r, timeout=20)
+        w.close()
+        if got.strip().decode() != h.hexdigest() or end != "eof":
+            fail("sink: reply %r end=%s" % (got[:70], end))
+        return sent
+
+    async def down():
+        r, w = await connect(port)
+        w.write(b"blast %s\n" % seconds.encode())
+        w.write_eof()
+        got = 0
+        while True:
+            b = await asyncio.wait_for(r.read(1 << 20), 20)
+            if not b:
+                break
+            k = got % len(BLAST)
+            want = (BLAST[k:] + BLAST)[:len(b)]
+            if b != want:
+                fail("byte %d differs" % got)
+            got += len(b)
+        w.close()
+        return got
+    try:
+        n = asyncio.run(asyncio.wait_for(up() if way == "up" else down(),
+                                         float(seconds) + 30))
+    except asyncio.TimeoutError:
+        fail("%s: stalled (nothing moved for 30 s)" % way)
+    print("%s: %d MB" % (way, n >> 20))
+    if n < 10 << 20:
+        fail("only %d bytes in %s s" % (n, seconds))
 
 
 def c_up(port, n, seed=2):
