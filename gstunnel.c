@@ -2802,6 +2802,7 @@ int main(int argc, char **argv)
 	close(listen_fd);
 	wipe(key, sizeof key);
 	wipe(hello_key, sizeof hello_key);
+	wipe(&spare, sizeof spare); /* the key pair made ahead */
 	freeaddrinfo(remote_ai);
 	free(conns);
 	free(pfds);
