@@ -24,6 +24,7 @@
 VERSION = 0.1.0
 PREFIX ?= /usr/local
 BINDIR = $(PREFIX)/bin
+MANDIR = $(PREFIX)/share/man
 CFLAGS ?= -O2
 AR ?= ar
 BEARSSL_SRC ?=
@@ -113,15 +114,25 @@ static:
 test: $(BINS)
 	./test.sh
 
+# The man page serves both programs: gstunnel_client.1 and
+# gstunnel_server.1 are links to it. The service files in dist/ are
+# installed by hand (see the README): where they go depends on the system.
 install: $(BINS)
-	mkdir -p $(DESTDIR)$(BINDIR)
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	cp $(BINS) $(DESTDIR)$(BINDIR)/
 	chmod 755 $(DESTDIR)$(BINDIR)/gstunnel_client \
 		$(DESTDIR)$(BINDIR)/gstunnel_server
+	cp dist/gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel.1
+	chmod 644 $(DESTDIR)$(MANDIR)/man1/gstunnel.1
+	ln -sf gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel_client.1
+	ln -sf gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/gstunnel_client \
-		$(DESTDIR)$(BINDIR)/gstunnel_server
+		$(DESTDIR)$(BINDIR)/gstunnel_server \
+		$(DESTDIR)$(MANDIR)/man1/gstunnel.1 \
+		$(DESTDIR)$(MANDIR)/man1/gstunnel_client.1 \
+		$(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
 
 # build/cross belongs to .ci/cross, which empties it itself.
 clean:

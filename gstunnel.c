@@ -30,12 +30,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +46,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <bearssl.h>
 
@@ -86,6 +93,21 @@
 #endif
 #ifndef ACCEPT_PAUSE_MS
 #define ACCEPT_PAUSE_MS 1000 /* stop accepting this long after EMFILE */
+#endif
+#ifndef WAIT_DEFAULT
+#define WAIT_DEFAULT 10 /* -w: SIGTERM lets connections finish this long */
+#endif
+#ifndef TARGETS_MAX
+#define TARGETS_MAX 16 /* addresses in a SERVER or TARGET list */
+#endif
+#ifndef BACKOFF_MAX_MS
+#define BACKOFF_MAX_MS 60000 /* a failed address rests 1 s, 2 s, ... this */
+#endif
+#ifndef CONFIG_MAX
+#define CONFIG_MAX 65536 /* -f: the largest config file */
+#endif
+#ifndef HTTP_MAX
+#define HTTP_MAX 4 /* -m: metrics requests served at once */
 #endif
 
 /* Protocol constants: see the README before changing any of them. */
@@ -208,7 +230,12 @@ struct conn {
 	unsigned long id;
 	int64_t since;    /* when accepted (ms on the monotonic clock) */
 	int64_t deadline; /* when the current wait times out; 0: none */
-	const struct addrinfo *ai; /* address being connected to */
+	int64_t active;   /* when data last moved (for -i) */
+	/* the outbound connect: address addr of targets[target], the
+	 * targets tried so far, and the list's generation (see targets) */
+	short target, addr;
+	unsigned char tries, why; /* why: the failure counted (W_*) */
+	unsigned gen;
 	struct buf tx, rx;
 	size_t out_off, out_skip; /* see rx_waiting() */
 	int64_t rotated;    /* when the keys last rotated (ms) */
@@ -217,8 +244,34 @@ struct conn {
 	unsigned char eph[32]; /* our X25519 secret, while an exchange runs */
 	unsigned char pub[32]; /* X25519 public for the OFFER or ACCEPT */
 	unsigned char dh[32];  /* rotation secret until both keys moved */
+	unsigned char sk[32], sk_len; /* the stretched KEY and the raw KEY's
+				       * length this connection started with:
+				       * SIGHUP may change the global ones */
 	unsigned char hs[CLIENT_HELLO_LEN]; /* handshake: see client_hello(),
 					     * server_handshake() */
+};
+
+/* conn.why: the reason a failed connection is counted under */
+enum { W_RESET, W_AUTH, W_CONNECT, W_TIMEOUT };
+
+/* One address of SERVER or TARGET (see conn_connect_next). */
+struct target {
+	char *spec;          /* host:port as given */
+	struct addrinfo *ai; /* what it resolved to */
+	int64_t down_until;  /* skipped until then, after a failure */
+	int backoff_ms;      /* the next rest: 1 s, doubling to 60 s */
+	int stale;           /* every address failed: resolve it again */
+};
+
+/*
+ * The counters: plain integers, updated where events happen. With -j, each
+ * worker owns one row of a table shared with the supervisor and the other
+ * workers (mmap before fork), so any of them can print the sum. Printed by
+ * stats_print() only, for the log line and the metrics page alike.
+ */
+struct stats {
+	uint64_t open, total, auth, connect, timeout, reset, c2s, s2c,
+		 rotations, log_dropped;
 };
 
 /* ==== prototypes ======================================================== */
@@ -239,51 +292,134 @@ static int rx_process(struct conn *c);
 
 /* ==== globals =========================================================== */
 
-static const char *usage_text =
+static const char *usage_head =
 "usage: gstunnel_client [options] LISTEN SERVER [KEY]\n"
 "       gstunnel_server [options] LISTEN TARGET [KEY]\n"
 "\n"
 "  LISTEN      address to accept on: host:port, [ipv6]:port or :port\n"
 "  SERVER      address of the gstunnel_server (client only)\n"
-"  TARGET      address of the service to reach (server only)\n"
+"  TARGET      address of the service to reach (server only); SERVER and\n"
+"              TARGET may be a list: host:port,host:port,...\n"
 "  KEY         shared secret of exactly 16, 24 or 32 bytes (AES-128/192/256);\n"
 "              read from -k FILE or $GSTUNNEL_KEY when not given here\n"
 "\n"
-"options:\n"
-"  -c CIPHER   aes (AES-GCM, the default) or chacha20 (ChaCha20-Poly1305,\n"
-"              faster on CPUs without AES instructions: see -B); a server\n"
-"              given -c refuses the other, else it takes the client's\n"
-"  -k FILE     read KEY from FILE ('-': standard input)\n"
-"  -j WORKERS  worker processes, 0: one per CPU (default 1)\n"
-"  -n MAXCONN  connections at once, per worker (default: fd limit / 2,\n"
-"              at most 8192)\n"
-"  -t SECONDS  connect and handshake timeout (default 10)\n"
-"  -r SECONDS  rotate keys after SECONDS of activity, 0: by volume only\n"
-"              (default 60)\n"
-"  -v          verbose: log connections, key rotations, cipher code\n"
-"  -g          print a new random 32-character key and exit\n"
-"  -S          run the crypto self-test on every implementation and exit\n"
-"  -B          measure each cipher implementation's speed here and exit\n"
-"  -V          print the version and exit\n"
-"  -h          print this help and exit\n";
+"options:\n";
+
+/*
+ * The options, one row each: the single source of truth. A row drives the
+ * command line (-x VALUE, --name VALUE or --name=VALUE), the config file's
+ * names (-f), usage() and so the test that compares usage() with the man
+ * page. The last rows are the operands, which config files name too.
+ */
+enum {
+	O_CIPHER, O_KEY_FILE, O_CONFIG, O_WORKERS, O_MAXCONN, O_TIMEOUT,
+	O_ROTATE, O_IDLE, O_WAIT, O_KEEPALIVE, O_STATS, O_METRICS, O_LOG,
+	O_USER, O_DAEMON, O_PIDFILE, O_VERBOSE, O_GENKEY, O_SELFTEST,
+	O_BENCH, O_VERSION, O_HELP, O_LISTEN, O_REMOTE, O_KEY, O_COUNT
+};
+#define OPT_VALUE 1 /* takes a value */
+#define OPT_FIXED 2 /* read at start only: SIGHUP leaves it as it was */
+#define OPT_CLI 4   /* command line only: not in a config file */
+
+static const struct option {
+	char flag, how;
+	const char *name, *arg, *help; /* help: lines joined by \n */
+} options[O_COUNT] = {
+	{'c', 1, "cipher", "CIPHER", "aes (AES-GCM, the default) or chacha20 "
+	 "(ChaCha20-Poly1305,\nfaster on CPUs without AES instructions: see "
+	 "-B); a server\ngiven -c refuses the other, else it takes the "
+	 "client's"},
+	{'k', 1, "key-file", "FILE", "read KEY from FILE ('-': standard "
+	 "input)"},
+	{'f', 7, "config", "FILE", "read options from FILE: 'name value' "
+	 "lines, where name is\nan option's long name (see the README)"},
+	{'j', 3, "workers", "WORKERS", "worker processes, 0: one per CPU "
+	 "(default 1)"},
+	{'n', 3, "maxconn", "MAXCONN", "connections at once, per worker "
+	 "(default: fd limit / 2,\nat most 8192)"},
+	{'t', 1, "timeout", "SECONDS", "connect and handshake timeout "
+	 "(default 10)"},
+	{'r', 1, "rotate", "SECONDS", "rotate keys after SECONDS of activity, "
+	 "0: by volume only\n(default 60)"},
+	{'i', 1, "idle", "SECONDS", "reset a connection idle for SECONDS "
+	 "(default 0: never)"},
+	{'w', 1, "wait", "SECONDS", "on SIGTERM, let connections finish for "
+	 "up to SECONDS\n(default 10)"},
+	{'K', 1, "keepalive", "IDLE,INTERVAL,COUNT", "TCP keepalive: probe "
+	 "after IDLE seconds of silence, then every\nINTERVAL; dead after "
+	 "COUNT probes (default 60,10,6); 0: off"},
+	{'s', 1, "stats", "SECONDS", "log a statistics line every SECONDS "
+	 "(default 0: on SIGUSR1)"},
+	{'m', 3, "metrics", "[HOST:]PORT", "serve the statistics for "
+	 "Prometheus at http://HOST:PORT/metrics\n(HOST: 127.0.0.1 when "
+	 "not given)"},
+	{'l', 3, "log", "WHERE", "stderr or syslog (default stderr; with -d, "
+	 "syslog)"},
+	{'u', 3, "user", "USER[:GROUP]", "after binding, run as USER (and "
+	 "GROUP)"},
+	{'d', 2, "daemon", NULL, "detach and run in the background"},
+	{'p', 3, "pidfile", "FILE", "write the process id to FILE"},
+	{'v', 0, "verbose", NULL, "verbose: log connections, key rotations, "
+	 "cipher code, and\nevery failure before authentication"},
+	{'g', 6, "genkey", NULL, "print a new random 32-character key and "
+	 "exit"},
+	{'S', 6, "selftest", NULL, "run the crypto self-test on every "
+	 "implementation and exit"},
+	{'B', 6, "bench", NULL, "measure each cipher implementation's speed "
+	 "here and exit"},
+	{'V', 6, "version", NULL, "print the version and exit"},
+	{'h', 6, "help", NULL, "print this help and exit"},
+	{0, 3, "listen", "LISTEN", NULL},
+	{0, 1, IS_CLIENT ? "server" : "target", IS_CLIENT ? "SERVER" :
+	 "TARGET", NULL},
+	{0, 1, "key", "KEY", NULL},
+};
+
+/*
+ * The settings: each option's value as given (NULL: not given), and the
+ * parsed form of those the loop uses. The command line's values point into
+ * argv; a config file's are allocated (bit i of owned) and freed with the
+ * settings. SIGHUP builds new settings and keeps them only if all is well.
+ */
+struct settings {
+	const char *val[O_COUNT];
+	unsigned long owned;
+	const struct cipher *cipher;
+	int jobs, maxconn, timeout_ms, ka[3], syslog;
+	int64_t rotate_ms, idle_ms, wait_ms, stats_ms;
+};
+static struct settings cfg;
+static const char *cli[O_COUNT]; /* the command line's values */
+static char errbuf[320];         /* why the last parse failed */
 
 static struct conn *conns;   /* the connection table, conn_max slots */
-/* pfds[0] is the listener; after it, one entry per fd that has interest,
- * in slot order, and pfd_owner[k] = 2 * slot + (0 for plain, 1 for link).
+/* One entry per fd that has interest: first the listeners and the metrics
+ * requests, then the connections in slot order. pfd_owner[k] = 2 * slot +
+ * (0 for plain, 1 for link), or for the others one of PFD_LISTEN,
+ * PFD_METRICS, PFD_HTTP - i (http[i]).
  * Only fds with interest are listed, so nfds never exceeds the fd limit
  * (poll() refuses more), whatever -n says. */
 static struct pollfd *pfds;
 static int *pfd_owner;
 static int conn_max, conn_count, conn_high; /* slots >= conn_high are free */
 static unsigned long conn_ids;
-static int listen_fd = -1;
-static struct addrinfo *remote_ai; /* SERVER (client) or TARGET (server) */
-static int64_t now, accept_paused_until;
+static int listen_fd = -1, metrics_fd = -1;
+/* SERVER (client) or TARGET (server): n_targets addresses. A reload that
+ * changes the list makes a new one and a new targets_gen. */
+static struct target *targets;
+static int n_targets, target_next;
+static unsigned targets_gen;
+static int64_t now, accept_paused_until, started, drain_until;
 static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000;
 static int64_t rotate_ms = ROTATE_DEFAULT * 1000;
-static volatile sig_atomic_t stop_signal, signals; /* the last; a count */
+/* signals caught, counted; the loop acts on each new count */
+static volatile sig_atomic_t sig_term, sig_int, sig_hup, sig_usr1;
 static int worker_id;  /* with -j: this worker's number, from 1 */
 static int reuseport;  /* each worker has its own SO_REUSEPORT listener */
+static struct stats *stats_all, *st; /* all rows (one per worker); ours */
+static int stats_rows = 1;
+static int log_fd = 2, log_syslog; /* stderr, or a socket to /dev/log */
+static const char *pidfile;
 
 /* key: KEY stretched by PBKDF2 (the raw KEY is wiped at once); key_len:
  * the raw KEY's length, which picks AES-128/192/256 */
@@ -419,47 +555,71 @@ static void say(int fd, const char *f, ...)
 
 /* ==== errors and logging ================================================ */
 
-static void die(int code, const char *f, ...)
+/* -l syslog: a datagram socket to /dev/log, made again if syslogd has
+ * restarted. */
+static int syslog_open(void)
+{
+	struct sockaddr_un a;
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0), e;
+
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	strcpy(a.sun_path, "/dev/log");
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		e = errno;
+		close(fd);
+		fd = -1;
+		errno = e;
+	}
+	if (log_syslog && log_fd >= 0)
+		close(log_fd);
+	if (log_syslog || fd >= 0)
+		log_fd = fd;
+	return fd;
+}
+
+/*
+ * One line, one write, and never a wait: a line that cannot go at once (a
+ * stalled pipe on stderr, a full syslog socket) is dropped and counted, so
+ * logging cannot stop the loop. A syslog line is "<30>" (LOG_DAEMON,
+ * LOG_INFO; 27: LOG_ERR), the program and pid, then the text.
+ */
+static void vlog(const struct conn *c, int err, const char *f, va_list ap)
 {
 	char line[512];
-	va_list ap;
+	struct pollfd p;
 	size_t n;
+	ssize_t r = -1;
 
-	va_start(ap, f);
-	n = vfmt(line, sizeof line - 1, f, ap);
-	va_end(ap);
-	if (n > sizeof line - 2)
-		n = sizeof line - 2;
-	line[n++] = '\n';
-	put(2, PROG ": ", sizeof PROG + 1);
-	put(2, line, n);
-	exit(code);
-}
-
-static void usage(void)
-{
-	put(1, usage_text, strlen(usage_text));
-	exit(0);
-}
-
-/* One line, one write(): the program, the worker (with -j), the
- * connection, the message. */
-static void vlog(const struct conn *c, const char *f, va_list ap)
-{
-	char line[512];
-	size_t n = fmt(line, sizeof line, PROG);
-
+	n = log_syslog ? fmt(line, sizeof line, "<%d>" PROG "[%ld]: ",
+			     err ? 27 : 30, (long)getpid()) :
+	    fmt(line, sizeof line, PROG);
 	if (worker_id)
-		n += fmt(line + n, sizeof line - n, "[%d]", worker_id);
+		n += fmt(line + n, sizeof line - n, log_syslog ? "worker %d: " :
+			 "[%d]", worker_id);
+	if (!log_syslog)
+		n += fmt(line + n, sizeof line - n, ": ");
 	if (c)
-		n += fmt(line + n, sizeof line - n, ": conn %lu", c->id);
-	n += fmt(line + n, sizeof line - n, ": ");
+		n += fmt(line + n, sizeof line - n, "conn %lu: ", c->id);
 	if (n < sizeof line - 1)
 		n += vfmt(line + n, sizeof line - 1 - n, f, ap);
 	if (n > sizeof line - 2)
 		n = sizeof line - 2;
 	line[n++] = '\n';
-	put(2, line, n);
+	p.fd = log_fd;
+	p.events = POLLOUT;
+	if (log_syslog) {
+		if (log_fd >= 0)
+			r = send(log_fd, line, n - 1, MSG_DONTWAIT |
+				 MSG_NOSIGNAL);
+		if (r < 0 && errno != EAGAIN && syslog_open() >= 0)
+			r = send(log_fd, line, n - 1, MSG_DONTWAIT |
+				 MSG_NOSIGNAL);
+	} else if (poll(&p, 1, 0) == 1 && p.revents == POLLOUT) {
+		r = write(log_fd, line, n);
+	}
+	if (r < 0 && st)
+		st->log_dropped++;
 }
 
 static void logmsg(const struct conn *c, const char *fmt, ...)
@@ -467,19 +627,70 @@ static void logmsg(const struct conn *c, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(c, fmt, ap);
+	vlog(c, 0, fmt, ap);
 	va_end(ap);
 }
 
-/* Log why a connection fails; the caller then closes it with a reset. */
+/* Only before the loop runs: the message goes to the log, and to stderr
+ * as well when the log is syslog. */
+static void die(int code, const char *f, ...)
+{
+	char line[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, f);
+	vlog(NULL, 1, f, ap);
+	va_end(ap);
+	if (log_syslog) {
+		va_start(ap, f);
+		n = vfmt(line, sizeof line - 1, f, ap);
+		va_end(ap);
+		if (n > sizeof line - 2)
+			n = sizeof line - 2;
+		line[n++] = '\n';
+		put(2, PROG ": ", sizeof PROG + 1);
+		put(2, line, n);
+	}
+	exit(code);
+}
+
+/*
+ * Log why a connection fails; the caller then closes it with a reset.
+ * Failures before authentication on the server (strangers, scanners, a
+ * replayed hello) are logged at most once a second without -v, and the
+ * next line says how many were left out: nobody can flood the log.
+ */
 static int fail(struct conn *c, const char *fmt, ...)
 {
+	static int64_t last = -1000;
+	static unsigned long quiet;
 	va_list ap;
 
+	if (!verbose && c && !IS_CLIENT && (c->state == S_HELLO ||
+					     c->state == S_FINISH)) {
+		if (now - last < 1000) {
+			quiet++;
+			return -1;
+		}
+		last = now;
+		if (quiet)
+			logmsg(NULL, "%lu more failures before authentication "
+			       "were not logged (one a second; -v logs all)",
+			       quiet);
+		quiet = 0;
+	}
 	va_start(ap, fmt);
-	vlog(c, fmt, ap);
+	vlog(c, 0, fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* An authentication failure: counted, then as fail(). */
+static int auth_fail(struct conn *c, const char *what)
+{
+	c->why = W_AUTH;
+	return fail(c, "authentication failed: %s", what);
 }
 
 /* ==== small helpers ===================================================== */
@@ -500,8 +711,10 @@ static int64_t clock_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The one parser for numbers from the user: decimal, within [min, max]. */
-static long parse_num(const char *s, long min, long max, const char *what)
+/* The one parser for numbers from the user: decimal, within [min, max].
+ * Returns -1 and says why in errbuf. */
+static int parse_num(const char *s, long min, long max, const char *what,
+		     long *out)
 {
 	const char *p = s + (*s == '-');
 	long v = 0;
@@ -510,10 +723,40 @@ static long parse_num(const char *s, long min, long max, const char *what)
 		v = v * 10 + (*p - '0');
 	if (*s == '-')
 		v = -v;
-	if (*p || p == s + (*s == '-') || v < min || v > max)
-		die(2, "bad %s '%s': want a number from %ld to %ld", what, s,
-		    min, max);
-	return v;
+	if (*p || p == s + (*s == '-') || v < min || v > max) {
+		fmt(errbuf, sizeof errbuf, "bad %s '%s': want a number from "
+		    "%ld to %ld", what, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A whole small file (at most max bytes) into a new buffer, NUL added;
+ * NULL (errbuf says why) if it cannot be read or is larger. */
+static char *file_read(const char *path, size_t max, size_t *len)
+{
+	char *buf = malloc(max + 1);
+	ssize_t r = 1;
+	int fd = open(path, O_RDONLY), e;
+
+	*len = 0;
+	while (fd >= 0 && buf && r && *len <= max)
+		if ((r = read(fd, buf + *len, max + 1 - *len)) > 0)
+			*len += (size_t)r;
+		else if (r < 0 && errno != EINTR)
+			break;
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (fd < 0 || r < 0 || !buf || *len > max) {
+		fmt(errbuf, sizeof errbuf, "cannot read '%s': %s", path,
+		    *len > max ? "too large" : strerror(e));
+		free(buf);
+		return NULL;
+	}
+	buf[*len] = 0;
+	return buf;
 }
 
 static int ct_equal(const unsigned char *a, const unsigned char *b, size_t n)
@@ -541,46 +784,75 @@ static int set_nonblock(int fd)
 	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static void set_tcp_options(int fd)
+/*
+ * Every TCP socket: no Nagle, and keepalive as -K says, so that a peer that
+ * vanished is found in about IDLE + INTERVAL * COUNT seconds. Not
+ * TCP_USER_TIMEOUT: it also ends a connection whose peer merely stops
+ * reading (a zero window) for that long, and a paused application is no
+ * dead peer. Then non-blocking: -1 if that fails.
+ */
+static int set_tcp_options(int fd)
 {
-	int one = 1;
+	int one = 1, ka = cfg.ka[0] > 0;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, sizeof ka);
+#if defined(TCP_KEEPIDLE) && defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+	if (ka) {
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg.ka[0], sizeof ka);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg.ka[1],
+			   sizeof ka);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg.ka[2], sizeof ka);
+	}
+#endif
+	return set_nonblock(fd);
 }
 
-/* Parse host:port, [v6]:port or :port and resolve it. */
+/* Parse host:port, [v6]:port or :port and resolve it; NULL (errbuf says
+ * why) when that fails. */
 static struct addrinfo *resolve(const char *arg, int passive, const char *what)
 {
 	char host[256], port[8];
 	const char *colon = strrchr(arg, ':');
 	struct addrinfo hints, *res;
 	size_t hl;
+	long pn;
 	int e;
 
-	if (!colon)
-		die(2, "bad %s '%s': want host:port", what, arg);
+	if (!colon) {
+		fmt(errbuf, sizeof errbuf, "bad %s '%s': want host:port", what,
+		    arg);
+		return NULL;
+	}
 	hl = (size_t)(colon - arg);
 	if (hl && arg[0] == '[') {
-		if (arg[hl - 1] != ']')
-			die(2, "bad %s '%s': want [ipv6]:port", what, arg);
+		if (arg[hl - 1] != ']') {
+			fmt(errbuf, sizeof errbuf, "bad %s '%s': want "
+			    "[ipv6]:port", what, arg);
+			return NULL;
+		}
 		arg++;
 		hl -= 2;
 	}
-	if (hl >= sizeof host || (!hl && !passive))
-		die(2, "bad %s '%s': bad host", what, arg);
+	if (hl >= sizeof host || (!hl && !passive)) {
+		fmt(errbuf, sizeof errbuf, "bad %s '%s': bad host", what, arg);
+		return NULL;
+	}
 	memcpy(host, arg, hl);
 	host[hl] = 0;
-	fmt(port, sizeof port, "%ld",
-		 parse_num(colon + 1, 1, 65535, "port"));
+	if (parse_num(colon + 1, 1, 65535, "port", &pn) < 0)
+		return NULL;
+	fmt(port, sizeof port, "%ld", pn);
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
 	e = getaddrinfo(hl ? host : NULL, port, &hints, &res);
-	if (e)
-		die(2, "cannot resolve %s '%s': %s", what, host,
-		    e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+	if (e) {
+		fmt(errbuf, sizeof errbuf, "cannot resolve %s '%s': %s", what,
+		    host, e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
+		return NULL;
+	}
 	return res;
 }
 
@@ -1190,15 +1462,16 @@ static void crypto_select(void)
 
 /* Move a direction's key forward: secret, key and IV all come from
  * HKDF(salt = old secret, ikm, label); ikm is empty for the first step and
- * key || the X25519 result dh for a rotation. The old secret is
+ * sk (the stretched KEY) || the X25519 result dh for a rotation; sk_len,
+ * the raw KEY's length, sets the AES key length. The old secret is
  * overwritten. */
-static void dir_step(struct dir *d, const unsigned char *dh,
-		     const char *label)
+static void dir_step(struct dir *d, const unsigned char *sk, size_t sk_len,
+		     const unsigned char *dh, const char *label)
 {
 	unsigned char out[32 + 32 + 12];
-	size_t kl = d->cipher->key_len ? d->cipher->key_len : key_len;
+	size_t kl = d->cipher->key_len ? d->cipher->key_len : sk_len;
 
-	hkdf(out, 32 + kl + 12, d->secret, 32, key, dh ? 32 : 0, dh,
+	hkdf(out, 32 + kl + 12, d->secret, 32, sk, dh ? 32 : 0, dh,
 	     dh ? 32 : 0, label);
 	memcpy(d->secret, out, 32);
 	d->cipher->init(d, out + 32, kl);
@@ -1264,16 +1537,15 @@ static int selftest_records(const struct cipher *cp)
 {
 	static struct dir a, b; /* static: a dir holds AES round keys */
 	unsigned char r0[3 + 100 + REC_TAG], r[sizeof r0];
-	size_t i, n, saved_len = key_len;
+	size_t i, n;
 	int ok = 1;
 
-	key_len = 32; /* the test runs before the real key is read */
 	for (i = 0; i < 32; i++)
 		a.secret[i] = b.secret[i] = (unsigned char)i;
 	a.seq = b.seq = 0;
 	a.cipher = b.cipher = cp;
-	dir_step(&a, NULL, send_label);
-	dir_step(&b, NULL, send_label);
+	dir_step(&a, a.secret, 32, NULL, send_label);
+	dir_step(&b, b.secret, 32, NULL, send_label);
 	for (i = 0; i < 100; i++)
 		r0[3 + i] = (unsigned char)i;
 	n = rec_seal(&a, r0, REC_DATA, 100); /* record 0 */
@@ -1293,7 +1565,6 @@ static int selftest_records(const struct cipher *cp)
 	ok &= rec_open(&b, r, 101) == 0;
 	wipe(&a, sizeof a);
 	wipe(&b, sizeof b);
-	key_len = saved_len;
 	return ok;
 }
 
@@ -1455,14 +1726,16 @@ static void handshake_keys(struct conn *c, const struct cipher *cp,
 	br_sha256_update(&h, ch, CLIENT_HELLO_LEN);
 	br_sha256_update(&h, sh, 33);
 	br_sha256_out(&h, th);
+	memcpy(c->sk, key, 32); /* this connection's, whatever SIGHUP does */
+	c->sk_len = (unsigned char)key_len;
 	hkdf(out, sizeof out, th, 32, key, 32, dh, 32, "gstunnel2 handshake");
 	hmac_sha256(s_mac, out, 32, th, 32, NULL, 0);
 	hmac_sha256(c_mac, out + 32, 32, th, 32, NULL, 0);
 	memcpy(c2s->secret, out + 64, 32);
 	memcpy(s2c->secret, out + 96, 32);
 	c2s->cipher = s2c->cipher = cp;
-	dir_step(c2s, NULL, "gstunnel2 c2s");
-	dir_step(s2c, NULL, "gstunnel2 s2c");
+	dir_step(c2s, c->sk, c->sk_len, NULL, "gstunnel2 c2s");
+	dir_step(s2c, c->sk, c->sk_len, NULL, "gstunnel2 s2c");
 	c->rotated = now;
 	wipe(out, sizeof out);
 	wipe(th, sizeof th);
@@ -1502,8 +1775,7 @@ static int client_finish(struct conn *c, const unsigned char *p)
 		hmac_sha256(s_mac, hello_key, 32, c->hs, CLIENT_HELLO_LEN, p,
 			    33);
 		if (!ct_equal(s_mac, p + 33, 32))
-			return fail(c, "authentication failed: bad server "
-				    "hello");
+			return auth_fail(c, "bad server hello");
 		theirs = cipher_by_id(p[0]);
 		return fail(c, "the server refused cipher %s: it takes only "
 			    "%s (its -c)", cipher->name, theirs ?
@@ -1511,7 +1783,7 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	}
 	if (x25519(dh, c->eph, p + 1) < 0) {
 		wipe(c->eph, 32);
-		return fail(c, "authentication failed: bad server hello");
+		return auth_fail(c, "bad server hello");
 	}
 	wipe(c->eph, 32);
 	handshake_keys(c, cipher, c->hs, p, dh, s_mac, c_mac);
@@ -1520,8 +1792,7 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	wipe(s_mac, 32);
 	if (!ok) {
 		wipe(c_mac, 32);
-		return fail(c, "authentication failed: bad server proof "
-			    "(wrong key?)");
+		return auth_fail(c, "bad server proof (wrong key?)");
 	}
 	q = c->tx.p + c->tx.len; /* tx is empty and allocated here */
 	memcpy(q, c_mac, 32);
@@ -1577,22 +1848,21 @@ static int server_handshake(struct conn *c)
 						 strerror(errno));
 	c->hs_len = (unsigned char)(c->hs_len + n);
 	if (c->state == S_HELLO && p[0] != PROTO_VERSION) /* at once */
-		return fail(c, "bad hello: protocol version %u, we speak %u",
+		return c->why = W_AUTH, fail(c, "bad hello: protocol version %u, we speak %u",
 			    p[0], PROTO_VERSION);
 	if (c->hs_len < need)
 		return 0;
 	c->hs_len = 0;
 	if (c->state == S_FINISH) {
 		if (!ct_equal(c->hs, c->hs + 32, 32))
-			return fail(c, "authentication failed: bad client "
-				    "finished (replayed hello?)");
+			return auth_fail(c, "bad client finished "
+					 "(replayed hello?)");
 		wipe(c->hs, sizeof c->hs);
 		return conn_connect_next(c, 0);
 	}
 	hmac_sha256(sh, hello_key, 32, p, 34, NULL, 0);
 	if (!ct_equal(sh, p + 34, 32))
-		return fail(c, "authentication failed: bad client hello "
-			    "(wrong key?)");
+		return auth_fail(c, "bad client hello (wrong key?)");
 	cp = cipher_by_id(p[1]); /* authenticated: it really asked for it */
 	if (!cp || (cipher_forced && cp != cipher))
 		return server_refuse(c, cp);
@@ -1654,6 +1924,7 @@ static int rotation_check(struct conn *c)
 static void rotated(struct conn *c, struct dir *d, const char *which)
 {
 	d->rotations++;
+	st->rotations += d == &c->send; /* both keys move: count one */
 	c->rotated = now;
 	c->rot_bytes = 0;
 	if (verbose)
@@ -1675,7 +1946,7 @@ static int rotation_record(struct conn *c, int type, const unsigned char *body,
 		if (x25519(c->dh, c->eph, body) < 0)
 			return fail(c, "bad rotation key");
 		wipe(c->eph, 32);
-		dir_step(&c->recv, c->dh, recv_label);
+		dir_step(&c->recv, c->sk, c->sk_len, c->dh, recv_label);
 		c->flags = (c->flags & ~F_OFFER) | F_SEND_SWITCH;
 		rotated(c, &c->recv, "receive");
 		return 0;
@@ -1695,7 +1966,7 @@ static int rotation_record(struct conn *c, int type, const unsigned char *body,
 	}
 	if (!IS_CLIENT && type == REC_SWITCH &&
 	    (c->flags & (F_WAIT_SWITCH | F_SEND_ACCEPT)) == F_WAIT_SWITCH) {
-		dir_step(&c->recv, c->dh, recv_label);
+		dir_step(&c->recv, c->sk, c->sk_len, c->dh, recv_label);
 		wipe(c->dh, 32);
 		c->flags &= ~F_WAIT_SWITCH;
 		rotated(c, &c->recv, "receive");
@@ -1762,14 +2033,14 @@ static int tx_fill(struct conn *c, int readable)
 		p = c->tx.p + c->tx.len;
 		if (c->flags & F_SEND_SWITCH) {
 			c->tx.len += rec_seal(&c->send, p, REC_SWITCH, 0);
-			dir_step(&c->send, c->dh, send_label);
+			dir_step(&c->send, c->sk, c->sk_len, c->dh, send_label);
 			wipe(c->dh, 32);
 			c->flags &= ~F_SEND_SWITCH;
 			rotated(c, &c->send, "send");
 		} else if (c->flags & F_SEND_ACCEPT) {
 			memcpy(p + 3, c->pub, 32);
 			c->tx.len += rec_seal(&c->send, p, REC_ACCEPT, 32);
-			dir_step(&c->send, c->dh, send_label);
+			dir_step(&c->send, c->sk, c->sk_len, c->dh, send_label);
 			c->flags &= ~F_SEND_ACCEPT;
 			rotated(c, &c->send, "send");
 		} else if (c->flags & F_SEND_OFFER) {
@@ -1810,6 +2081,7 @@ static int tx_fill(struct conn *c, int readable)
 		return 0;
 	}
 	c->rot_bytes += (uint64_t)n;
+	*(IS_CLIENT ? &st->c2s : &st->s2c) += (uint64_t)n;
 	c->tx.hot = (size_t)n == total; /* more may wait: grow */
 	/* readv() fills the slots in order: all but the last are full */
 	for (k = 0; n > 0; k++) {
@@ -1854,8 +2126,8 @@ static int link_read(struct conn *c)
 		c->rx.hot = 0;
 		if (again())
 			return 0;
-		return c->state == S_HELLO ? fail(c, "%s (%s)", hs_closed,
-						  strerror(errno)) :
+		return c->state == S_HELLO ? (c->why = W_AUTH,
+			fail(c, "%s (%s)", hs_closed, strerror(errno))) :
 		       fail(c, "link: %s", strerror(errno));
 	}
 	if (n == 0)
@@ -1965,7 +2237,7 @@ static int rx_process(struct conn *c)
 		if (c->recv.seq == UINT64_MAX - 1)
 			return fail(c, "record numbers exhausted");
 		if (rec_open(&c->recv, p, len) < 0)
-			return fail(c, "authentication failed: record %llu "
+			return c->why = W_AUTH, fail(c, "authentication failed: record %llu "
 				    "does not verify (tampered?)",
 				    (unsigned long long)c->recv.seq - 1);
 		c->rx.off += REC_HEAD + len + REC_TAG;
@@ -1976,6 +2248,7 @@ static int rx_process(struct conn *c)
 			return fail(c, "record after end of stream");
 		if (type == REC_DATA && len) {
 			c->rot_bytes += len;
+			*(IS_CLIENT ? &st->s2c : &st->c2s) += len;
 			if (rotation_check(c) < 0)
 				return -1;
 		} else if (type == REC_EOF && !len) {
@@ -2002,6 +2275,98 @@ static int rx_process(struct conn *c)
 	return 0;
 }
 
+/* ==== servers and targets ============================================== */
+
+static void targets_free(struct target *t, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		freeaddrinfo(t[i].ai);
+	if (t)
+		free(t[0].spec); /* the list, split in place */
+	free(t);
+}
+
+/* SERVER or TARGET: host:port,host:port,... resolved; -1 (errbuf says
+ * why) if any address is bad or does not resolve. */
+static int targets_parse(const char *list, struct target **out, int *n_out)
+{
+	struct target *t = calloc(TARGETS_MAX, sizeof *t);
+	char *p = strdup(list), *next;
+	int n = 0;
+
+	if (!t || !p) {
+		free(t);
+		free(p);
+		fmt(errbuf, sizeof errbuf, "out of memory");
+		return -1;
+	}
+	t[0].spec = p;
+	for (; p; p = next) {
+		if ((next = strchr(p, ',')))
+			*next++ = 0;
+		if (n == TARGETS_MAX) {
+			fmt(errbuf, sizeof errbuf, "more than %d addresses in "
+			    "'%s'", TARGETS_MAX, list);
+			break;
+		}
+		if (!(t[n].ai = resolve(p, 0, options[O_REMOTE].arg)))
+			break;
+		t[n++].spec = p;
+	}
+	if (p) {
+		targets_free(t, n);
+		return -1;
+	}
+	*out = t;
+	*n_out = n;
+	return 0;
+}
+
+/* Resolve a name again (dynamic DNS); on failure the old addresses stay. */
+static void target_resolve(struct target *t)
+{
+	struct addrinfo *ai = resolve(t->spec, 0, options[O_REMOTE].arg);
+
+	t->stale = 0;
+	if (!ai) {
+		logmsg(NULL, "%s; keeping its old addresses", errbuf);
+		return;
+	}
+	freeaddrinfo(t->ai);
+	t->ai = ai;
+}
+
+/* Every address of t failed: with other addresses to use, it rests for a
+ * back-off time (1 s, doubling up to 60 s); its name is resolved again
+ * before its next use. A lone address never rests: there is nothing else
+ * to try. */
+static void target_down(struct target *t)
+{
+	t->stale = 1;
+	if (n_targets < 2 || t->down_until > now)
+		return;
+	t->backoff_ms = !t->backoff_ms ? 1000 : t->backoff_ms * 2 >
+			BACKOFF_MAX_MS ? BACKOFF_MAX_MS : t->backoff_ms * 2;
+	t->down_until = now + t->backoff_ms;
+	logmsg(NULL, "%s %s failed; not used for %d s", options[O_REMOTE].name,
+	       t->spec, t->backoff_ms / 1000);
+}
+
+/* The address a connection is connecting to, NULL if none. */
+static const struct addrinfo *conn_ai(const struct conn *c)
+{
+	const struct addrinfo *ai = NULL;
+	int i;
+
+	if (c->target >= 0 && c->gen == targets_gen)
+		for (ai = targets[c->target].ai, i = 0; ai && i < c->addr;
+		     i++)
+			ai = ai->ai_next;
+	return ai;
+}
+
 /* ==== the connection table ============================================== */
 
 static struct conn *conn_new(void)
@@ -2014,11 +2379,13 @@ static struct conn *conn_new(void)
 		return NULL;
 	memset(&conns[i], 0, sizeof conns[i]);
 	conns[i].plain = conns[i].link = -1;
+	conns[i].target = -1;
 	conns[i].id = ++conn_ids;
 	conns[i].since = now;
 	if (i >= conn_high)
 		conn_high = i + 1;
-	conn_count++;
+	st->open = (uint64_t)++conn_count;
+	st->total++;
 	return &conns[i];
 }
 
@@ -2038,6 +2405,10 @@ static void conn_close(struct conn *c, int reset)
 {
 	if (verbose)
 		logmsg(c, reset ? "reset" : "closed");
+	if (reset)
+		(*(c->why == W_AUTH ? &st->auth : c->why == W_CONNECT ?
+		   &st->connect : c->why == W_TIMEOUT ? &st->timeout :
+		   &st->reset))++;
 	close_fd(c->plain, reset);
 	close_fd(c->link, reset);
 	buf_free(&c->tx);
@@ -2045,48 +2416,81 @@ static void conn_close(struct conn *c, int reset)
 	wipe(c, sizeof *c);
 	c->plain = c->link = -1;
 	c->state = S_FREE;
-	conn_count--;
+	st->open = (uint64_t)--conn_count;
 	while (conn_high > 0 && conns[conn_high - 1].state == S_FREE)
 		conn_high--;
 }
 
-/* Connect to the next address of SERVER/TARGET (the first when err is 0);
- * the socket becomes c->link on the client and c->plain on the server. */
+/*
+ * The outbound connect: c->link on the client, c->plain on the server. err
+ * is why the last try failed (0 for the first). Each new connection takes
+ * the next address of SERVER or TARGET, round robin, and tries each IP its
+ * name resolved to; when all fail it moves on to the next address, skipping
+ * those that rest after a failure. The application's connection is reset
+ * only when every address has failed or rests.
+ */
 static int conn_connect_next(struct conn *c, int err)
 {
 	int fd, *slot = IS_CLIENT ? &c->link : &c->plain;
+	const struct addrinfo *ai;
+	struct target *t;
 
 	if (*slot >= 0) {
 		close(*slot);
 		*slot = -1;
-		c->ai = c->ai->ai_next;
-	} else {
-		c->ai = remote_ai; /* first try, or again after EMFILE */
+		c->addr++;
 	}
-	for (; c->ai; c->ai = c->ai->ai_next) {
-		if (err && verbose)
-			logmsg(c, "connect: %s", strerror(err));
-		fd = socket(c->ai->ai_family, SOCK_STREAM, 0);
+	if (err && verbose)
+		logmsg(c, "connect: %s", strerror(err));
+	if (c->gen != targets_gen) { /* the list changed (SIGHUP) */
+		c->gen = targets_gen;
+		c->target = -1;
+		c->tries = 0;
+	}
+	for (;;) {
+		if (!(ai = conn_ai(c))) {
+			if (c->target >= 0 && c->addr)
+				target_down(&targets[c->target]);
+			do { /* the next address that does not rest */
+				if (c->tries == n_targets)
+					goto none;
+				if (c->target < 0) {
+					c->target = (short)(target_next %
+							    n_targets);
+					target_next = c->target + 1;
+				} else {
+					c->target = (short)((c->target + 1) %
+							    n_targets);
+				}
+				c->tries++;
+				t = &targets[c->target];
+			} while (n_targets > 1 && t->down_until > now);
+			c->addr = 0;
+			if (t->stale)
+				target_resolve(t);
+			continue;
+		}
+		fd = socket(ai->ai_family, SOCK_STREAM, 0);
 		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
 		    now - c->since < timeout_ms) {
 			/* Out of fds: accept no more, and try this one
 			 * again shortly (conn_timeout) instead of failing. */
 			logmsg(c, "socket: %s; waiting", strerror(errno));
 			accept_paused_until = now + ACCEPT_PAUSE_MS;
-			c->ai = NULL;
 			c->state = S_CONNECT;
 			c->deadline = now + ACCEPT_PAUSE_MS / 4;
 			return 0;
 		}
-		if (fd < 0) {
+		if (fd < 0 || set_tcp_options(fd) < 0) {
 			err = errno;
+			if (fd >= 0)
+				close(fd);
+			c->addr++;
 			continue;
 		}
-		set_nonblock(fd);
-		set_tcp_options(fd);
 		if (verbose)
-			logmsg(c, "connecting to %s", addr_str(c->ai));
-		if (connect(fd, c->ai->ai_addr, c->ai->ai_addrlen) == 0 ||
+			logmsg(c, "connecting to %s", addr_str(ai));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS) {
 			*slot = fd;
 			c->state = S_CONNECT;
@@ -2095,10 +2499,14 @@ static int conn_connect_next(struct conn *c, int err)
 		}
 		err = errno;
 		close(fd);
+		c->addr++;
+		if (verbose)
+			logmsg(c, "connect: %s", strerror(err));
 	}
-	return fail(c, "cannot connect to %s: %s",
-		    IS_CLIENT ? "server" : "target",
-		    err ? strerror(err) : "timed out");
+none:
+	c->why = W_CONNECT;
+	return fail(c, "cannot connect to %s: %s", options[O_REMOTE].name,
+		    err ? strerror(err) : "every address failed and rests");
 }
 
 /* The outbound connect finished, well or not. */
@@ -2111,8 +2519,11 @@ static int conn_connected(struct conn *c)
 		err = errno;
 	if (err)
 		return conn_connect_next(c, err);
-	if (verbose)
-		logmsg(c, "connected to %s", addr_str(c->ai));
+	if (verbose && conn_ai(c))
+		logmsg(c, "connected to %s", addr_str(conn_ai(c)));
+	if (c->gen == targets_gen) /* it works: no more back-off */
+		targets[c->target].backoff_ms = 0;
+	c->active = now;
 	if (IS_CLIENT) {
 		c->state = S_HELLO;
 		c->deadline = now + timeout_ms;
@@ -2160,6 +2571,7 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 			conn_close(c, r == -1);
 		return;
 	}
+	c->active = now;
 	if (link_ev & (POLLIN | POLLHUP | POLLERR))
 		r = link_read(c);
 	if (r == 0 && (plain_ev & POLLOUT))
@@ -2172,9 +2584,9 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 		r = tx_flush(c);
 	if (r == 0 && (c->flags & F_LINK_EOF) && !rx_waiting(c) &&
 	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
-		r = fail(c, "%s", c->state == S_OPEN ?
+		r = (c->why = c->state == S_OPEN ? W_RESET : W_AUTH, fail(c, "%s", c->state == S_OPEN ?
 			 "link closed without end of stream (truncated)" :
-			 hs_closed);
+			 hs_closed));
 	if (r == 0 && (c->flags & F_LINK_EOF) && !(c->flags & F_TX_EOF))
 		r = fail(c, "link closed by the peer while we were sending");
 	if (r < 0) {
@@ -2191,14 +2603,37 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 		buf_free(&c->rx);
 }
 
+/* c's deadline has passed, or with -i it has been idle too long. */
 static void conn_timeout(struct conn *c)
 {
-	if (c->state == S_OPEN) /* server: all delivered, no FIN came */
-		conn_close(c, 0);
-	else if ((c->state == S_CONNECT ? conn_connect_next(c,
-		  (IS_CLIENT ? c->link : c->plain) < 0 ? 0 : ETIMEDOUT) :
-		  fail(c, "handshake timed out")) < 0)
+	int r;
+
+	if (c->state == S_OPEN && c->deadline && now >= c->deadline) {
+		conn_close(c, 0); /* server: all delivered, no FIN came */
+		return;
+	}
+	if (c->state == S_CONNECT) {
+		r = conn_connect_next(c, (IS_CLIENT ? c->link : c->plain) < 0 ?
+				      0 : ETIMEDOUT);
+	} else {
+		c->why = W_TIMEOUT;
+		r = c->state == S_OPEN ? fail(c, "idle for %ld s (-i)",
+					      (long)(cfg.idle_ms / 1000)) :
+		    fail(c, "handshake timed out");
+	}
+	if (r < 0)
 		conn_close(c, 1);
+}
+
+#define PFD_LISTEN (-1)
+#define PFD_METRICS (-2)
+#define PFD_HTTP (-3)
+
+static void pfd_add(nfds_t *n, int fd, short events, int owner)
+{
+	pfds[*n].fd = fd;
+	pfds[*n].events = events;
+	pfd_owner[(*n)++] = owner;
 }
 
 /* Poll interest follows buffer state: read only where there is room to
@@ -2233,26 +2668,189 @@ static void conn_events(struct conn *c, int slot, nfds_t *n)
 	if (c->tx.len > c->tx.off || (c->flags & F_CONTROL))
 		le |= POLLOUT;
 	c->plain_rev = c->link_rev = 0;
-	if (pe && c->plain >= 0) {
-		pfds[*n].fd = c->plain;
-		pfds[*n].events = pe;
-		pfd_owner[(*n)++] = 2 * slot;
+	if (pe && c->plain >= 0)
+		pfd_add(n, c->plain, pe, 2 * slot);
+	if (le && c->link >= 0)
+		pfd_add(n, c->link, le, 2 * slot + 1);
+}
+
+/* ==== statistics and metrics ============================================ */
+
+/* One row per number: its Prometheus name (after "gstunnel_") and label,
+ * its name in the log line, and where it is in struct stats (-1: the
+ * uptime). A name ending in _total is a counter, others are gauges. */
+static const struct {
+	const char *name, *label, *key;
+	int off;
+} stat_rows[] = {
+	{"connections_open", "", "open", offsetof(struct stats, open)},
+	{"connections_total", "", "total", offsetof(struct stats, total)},
+	{"failures_total", "{reason=\"authentication\"}", "auth_failed",
+	 offsetof(struct stats, auth)},
+	{"failures_total", "{reason=\"connect\"}", "connect_failed",
+	 offsetof(struct stats, connect)},
+	{"failures_total", "{reason=\"timeout\"}", "timed_out",
+	 offsetof(struct stats, timeout)},
+	{"failures_total", "{reason=\"reset\"}", "reset",
+	 offsetof(struct stats, reset)},
+	{"bytes_total", "{direction=\"c2s\"}", "bytes_c2s",
+	 offsetof(struct stats, c2s)},
+	{"bytes_total", "{direction=\"s2c\"}", "bytes_s2c",
+	 offsetof(struct stats, s2c)},
+	{"rotations_total", "", "rotations", offsetof(struct stats, rotations)},
+	{"log_lines_dropped_total", "", "log_dropped",
+	 offsetof(struct stats, log_dropped)},
+	{"uptime_seconds", "", "uptime_s", -1},
+};
+
+/* The counters summed over the workers, as one log line ("key=value
+ * ...") or as a Prometheus text page; returns the length. */
+static size_t stats_print(char *out, size_t n, int prom)
+{
+	size_t i, w, len = 0;
+	uint64_t v;
+	int k;
+
+	for (i = 0; i < COUNT(stat_rows); i++) {
+		v = (uint64_t)(now - started) / 1000;
+		if (stat_rows[i].off >= 0)
+			for (k = 0, v = 0; k < stats_rows; k++)
+				v += *(uint64_t *)((char *)&stats_all[k] +
+						   stat_rows[i].off);
+		w = strlen(stat_rows[i].name);
+		if (prom && (!i || strcmp(stat_rows[i].name,
+					  stat_rows[i - 1].name)))
+			len += fmt(out + len, n - len, "# TYPE gstunnel_%s %s\n",
+				   stat_rows[i].name, w > 6 && !strcmp(
+				   stat_rows[i].name + w - 6, "_total") ?
+				   "counter" : "gauge");
+		len += prom ? fmt(out + len, n - len, "gstunnel_%s%s %llu\n",
+				  stat_rows[i].name, stat_rows[i].label,
+				  (unsigned long long)v) :
+		       fmt(out + len, n - len, " %s=%llu", stat_rows[i].key,
+			   (unsigned long long)v);
+		if (len >= n)
+			len = n - 1;
 	}
-	if (le && c->link >= 0) {
-		pfds[*n].fd = c->link;
-		pfds[*n].events = le;
-		pfd_owner[(*n)++] = 2 * slot + 1;
+	return len;
+}
+
+static void stats_log(void)
+{
+	char line[400];
+
+	stats_print(line, sizeof line, 0);
+	logmsg(NULL, "stats:%s", line);
+}
+
+/*
+ * -m: a tiny read-only HTTP responder in the loop. A request is read into
+ * a fixed buffer until its blank line, for at most -t seconds; GET
+ * /metrics gets the counters, anything else an error, and the connection
+ * is closed. At most HTTP_MAX at once; more are closed at once.
+ */
+static struct http {
+	int fd;
+	size_t len;
+	int64_t deadline;
+	char req[512];
+} http[HTTP_MAX];
+
+static void http_close(struct http *h)
+{
+	close(h->fd);
+	h->fd = -1;
+}
+
+static void http_accept(void)
+{
+	int fd = accept(metrics_fd, NULL, NULL), i;
+
+	if (fd < 0)
+		return;
+	for (i = 0; i < HTTP_MAX && http[i].fd >= 0; i++)
+		;
+	if (i == HTTP_MAX || set_nonblock(fd) < 0) {
+		close(fd);
+		return;
 	}
+	http[i].fd = fd;
+	http[i].len = 0;
+	http[i].deadline = now + timeout_ms;
+}
+
+static void http_read(struct http *h)
+{
+	char page[2048], head[160], *p;
+	const char *status = "405 Method Not Allowed";
+	size_t body = 0, n;
+	ssize_t r = recv(h->fd, h->req + h->len, sizeof h->req - 1 - h->len,
+			 0);
+
+	if (r < 0 && again())
+		return;
+	if (r <= 0) {
+		http_close(h);
+		return;
+	}
+	h->len += (size_t)r;
+	h->req[h->len] = 0;
+	for (p = h->req; *p && !(p[0] == '\n' && (p[1] == '\n' ||
+					       (p[1] == '\r' && p[2] == '\n')));
+	     p++)
+		; /* the blank line that ends the head */
+	if (!*p && h->len < sizeof h->req - 1)
+		return; /* more to come */
+	if (!strncmp(h->req, "GET ", 4))
+		status = "404 Not Found";
+	if (!strncmp(h->req, "GET /metrics", 12) && (h->req[12] == ' ' ||
+						     h->req[12] == '?')) {
+		status = "200 OK";
+		body = stats_print(page, sizeof page, 1);
+	}
+	n = fmt(head, sizeof head, "HTTP/1.0 %s\r\nContent-Type: text/plain; "
+		"version=0.0.4\r\nContent-Length: %lu\r\nConnection: close"
+		"\r\n\r\n", status, (unsigned long)body);
+	/* A fresh socket takes this much at once; if not, so be it. */
+	if (send(h->fd, head, n, MSG_NOSIGNAL) == (ssize_t)n && body)
+		send(h->fd, page, body, MSG_NOSIGNAL);
+	http_close(h);
 }
 
 /* ==== the event loop ==================================================== */
+
+#define PFD_FIXED (2 + HTTP_MAX) /* entries besides the connections' */
+
+static int unauth; /* server: connections not yet authenticated */
+
+/* Strangers cannot lock clients out: at most half of -n connections may
+ * be unauthenticated, and past that, or at -n, the oldest of them goes. */
+static void drop_oldest_unauth(void)
+{
+	struct conn *c, *old = NULL;
+	int i;
+
+	for (i = 0; i < conn_high; i++) {
+		c = &conns[i];
+		if ((c->state == S_HELLO || c->state == S_FINISH) &&
+		    (!old || c->since < old->since))
+			old = c;
+	}
+	if (old) {
+		old->why = W_TIMEOUT;
+		fail(old, "dropped: too many connections not yet "
+		     "authenticated (half of -n)");
+		conn_close(old, 1);
+		unauth--;
+	}
+}
 
 static void accept_new(void)
 {
 	struct conn *c;
 	int fd, n;
 
-	for (n = 0; n < 64 && conn_count < conn_max; n++) {
+	for (n = 0; n < 64 && (conn_count < conn_max || unauth); n++) {
 		fd = accept(listen_fd, NULL, NULL);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
@@ -2265,8 +2863,14 @@ static void accept_new(void)
 			}
 			return;
 		}
-		set_nonblock(fd);
-		set_tcp_options(fd);
+		if (set_tcp_options(fd) < 0) {
+			logmsg(NULL, "accept: %s", strerror(errno));
+			close(fd);
+			continue;
+		}
+		if (!IS_CLIENT && (unauth >= (conn_max + 1) / 2 ||
+				   conn_count == conn_max))
+			drop_oldest_unauth();
 		c = conn_new();
 		if (IS_CLIENT) {
 			c->plain = fd;
@@ -2278,20 +2882,33 @@ static void accept_new(void)
 			c->link = fd;
 			c->state = S_HELLO;
 			c->deadline = now + timeout_ms;
+			unauth++;
 			if (verbose)
 				logmsg(c, "new connection");
 		}
 	}
 }
 
-/* SIGCHLD only wakes the supervisor; TERM, INT and HUP count. */
+/* Handlers only count; the loop (or the supervisor) acts on new counts.
+ * SIGCHLD only wakes the supervisor. */
 static void on_signal(int sig)
 {
-	if (sig == SIGCHLD)
-		return;
-	if (sig != SIGHUP)
-		stop_signal = sig;
-	signals++;
+	if (sig == SIGTERM)
+		sig_term++;
+	else if (sig == SIGINT)
+		sig_int++;
+	else if (sig == SIGHUP)
+		sig_hup++;
+	else if (sig == SIGUSR1)
+		sig_usr1++;
+}
+
+static void reload(void);
+
+/* The loop's own timers: the SIGTERM drain, -s. */
+static int64_t earliest(int64_t next, int64_t t)
+{
+	return t && (!next || t < next) ? t : next;
 }
 
 static void run(void)
@@ -2299,30 +2916,71 @@ static void run(void)
 	struct conn *c;
 	struct timespec ts;
 	sigset_t unblocked;
-	int64_t next, wait;
+	int64_t next, wait, stats_next = 0;
 	nfds_t nfds, k;
-	int i, n;
+	short ready[PFD_FIXED]; /* revents of the listeners and requests,
+				 * by -owner - 1 */
+	int i, n, o, hup = 0, usr1 = 0;
 
 	sigemptyset(&unblocked);
-	while (!stop_signal) {
+	for (;;) {
 		now = clock_ms();
-		next = 0;
-		pfds[0].fd = -1;
-		if (conn_count < conn_max) {
-			if (now >= accept_paused_until)
-				pfds[0].fd = listen_fd;
-			else
-				next = accept_paused_until;
+		/* SIGTERM: refuse new clients at once (a new instance can
+		 * bind the port), let the open connections finish for up to
+		 * -w seconds, then reset the rest. A second SIGTERM, or
+		 * SIGINT, resets them at once. */
+		if (sig_int || sig_term > 1 || (sig_term && (!cfg.wait_ms ||
+			!conn_count || (drain_until && now >= drain_until))))
+			break;
+		if (sig_term && !drain_until) {
+			drain_until = now + cfg.wait_ms;
+			close(listen_fd);
+			listen_fd = -1;
+			if (metrics_fd >= 0)
+				close(metrics_fd);
+			metrics_fd = -1;
+			logmsg(NULL, "SIGTERM: accepting no more; %d "
+			       "connections have %ld s to finish", conn_count,
+			       (long)(cfg.wait_ms / 1000));
 		}
-		pfds[0].events = POLLIN;
-		nfds = 1;
+		if (sig_hup != hup) {
+			hup = sig_hup;
+			reload();
+		}
+		/* With -j the supervisor logs the statistics, for all. */
+		if (!worker_id && (sig_usr1 != usr1 || (stats_next &&
+							now >= stats_next))) {
+			usr1 = sig_usr1;
+			stats_log();
+			stats_next = 0;
+		}
+		if (!worker_id && cfg.stats_ms && !stats_next)
+			stats_next = now + cfg.stats_ms;
+		next = earliest(drain_until, stats_next);
+		nfds = 0;
+		if (listen_fd >= 0 && (conn_count < conn_max || unauth)) {
+			if (now >= accept_paused_until)
+				pfd_add(&nfds, listen_fd, POLLIN, PFD_LISTEN);
+			else
+				next = earliest(next, accept_paused_until);
+		}
+		if (metrics_fd >= 0)
+			pfd_add(&nfds, metrics_fd, POLLIN, PFD_METRICS);
+		for (i = 0; i < HTTP_MAX; i++)
+			if (http[i].fd >= 0) {
+				pfd_add(&nfds, http[i].fd, POLLIN, PFD_HTTP - i);
+				next = earliest(next, http[i].deadline);
+			}
+		unauth = 0;
 		for (i = 0; i < conn_high; i++) {
 			c = &conns[i];
 			if (c->state == S_FREE)
 				continue;
+			unauth += c->state == S_HELLO || c->state == S_FINISH;
 			conn_events(c, i, &nfds);
-			if (c->deadline && (!next || c->deadline < next))
-				next = c->deadline;
+			next = earliest(next, c->deadline);
+			if (cfg.idle_ms && c->state == S_OPEN)
+				next = earliest(next, c->active + cfg.idle_ms);
 		}
 		if (!spare.ready && now >= spare.retry)
 			next = now; /* no wait: make it when nothing is ready */
@@ -2331,25 +2989,31 @@ static void run(void)
 			ts.tv_sec = (time_t)(wait / 1000);
 			ts.tv_nsec = (long)(wait % 1000) * 1000000;
 		}
-		/* SIGINT and SIGTERM are blocked except inside ppoll(), so
-		 * one cannot slip in between the check above and the wait. */
+		/* The handled signals are blocked except inside ppoll(), so
+		 * one cannot slip in between the checks above and the wait. */
 		n = ppoll(pfds, nfds, next ? &ts : NULL, &unblocked);
 		if (n < 0) {
-			if (errno != EINTR) { /* cannot happen; do not spin */
+			if (errno != EINTR) { /* cannot happen; do not spin,
+					       * and let signals in */
 				logmsg(NULL, "poll: %s", strerror(errno));
-				sleep(1);
+				ts.tv_sec = 1;
+				ts.tv_nsec = 0;
+				ppoll(NULL, 0, &ts, &unblocked);
 			}
 			continue;
 		}
 		if (n == 0 && !spare.ready && now >= spare.retry)
 			eph_prepare();
 		now = clock_ms();
-		for (k = 1; k < nfds; k++) {
-			c = &conns[pfd_owner[k] / 2];
-			if (pfd_owner[k] & 1)
-				c->link_rev = pfds[k].revents;
+		memset(ready, 0, sizeof ready);
+		for (k = 0; k < nfds; k++) {
+			o = pfd_owner[k];
+			if (o < 0)
+				ready[PFD_LISTEN - o] = pfds[k].revents;
+			else if (o & 1)
+				conns[o / 2].link_rev = pfds[k].revents;
 			else
-				c->plain_rev = pfds[k].revents;
+				conns[o / 2].plain_rev = pfds[k].revents;
 		}
 		for (i = 0; i < conn_high; i++) {
 			c = &conns[i];
@@ -2357,57 +3021,116 @@ static void run(void)
 				continue;
 			if (c->plain_rev || c->link_rev)
 				conn_pump(c, c->plain_rev, c->link_rev);
-			else if (c->deadline && now >= c->deadline)
+			else if ((c->deadline && now >= c->deadline) ||
+				 (cfg.idle_ms && c->state == S_OPEN &&
+				  now >= c->active + cfg.idle_ms))
 				conn_timeout(c);
 		}
-		if (pfds[0].fd >= 0 && pfds[0].revents)
+		for (i = 0; i < HTTP_MAX; i++) {
+			if (http[i].fd >= 0 && ready[PFD_LISTEN - PFD_HTTP + i])
+				http_read(&http[i]);
+			else if (http[i].fd >= 0 && now >= http[i].deadline)
+				http_close(&http[i]);
+		}
+		if (ready[PFD_LISTEN - PFD_METRICS])
+			http_accept();
+		if (ready[0])
 			accept_new();
 	}
 }
 
 /* ==== keys ============================================================== */
 
-/* Stretch KEY once (PBKDF2, KDF_ROUNDS): every key of the protocol comes
- * from the result, so a recorded hello costs a guesser that much per
- * guess. The caller wipes the raw KEY. */
-static void key_set(const void *k, size_t n, const char *from)
+/* Stretch KEY once (PBKDF2, KDF_ROUNDS) into sk, and derive the hello key
+ * hk: every key of the protocol comes from sk, so a recorded hello costs a
+ * guesser that much per guess. The caller wipes the raw KEY. */
+static int key_derive(const void *k, size_t n, const char *from,
+		      unsigned char sk[32], unsigned char hk[32])
 {
-	if (n != 16 && n != 24 && n != 32)
-		die(2, "bad KEY (%s): %lu bytes; it must be exactly 16, 24 or "
-		    "32 bytes (AES-128/192/256)", from, (unsigned long)n);
-	pbkdf2(key, k, n, "gstunnel2 key", 13, KDF_ROUNDS);
-	key_len = n;
-	hkdf(hello_key, 32, "gstunnel2", 9, key, 32, NULL, 0,
+	if (n != 16 && n != 24 && n != 32) {
+		fmt(errbuf, sizeof errbuf, "bad KEY (%s): %lu bytes; it must "
+		    "be exactly 16, 24 or 32 bytes (AES-128/192/256)", from,
+		    (unsigned long)n);
+		return -1;
+	}
+	pbkdf2(sk, k, n, "gstunnel2 key", 13, KDF_ROUNDS);
+	hkdf(hk, 32, "gstunnel2", 9, sk, 32, NULL, 0,
 	     "gstunnel2 client hello");
+	return 0;
 }
 
 /* A key file holds the key's bytes; one trailing newline is ignored. */
-static void key_from_file(const char *path)
+static int key_from_file(const char *path, unsigned char sk[32],
+			 unsigned char hk[32], size_t *len)
 {
 	unsigned char b[64];
 	size_t n = 0;
 	ssize_t r = 1;
-	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY) : 0, e = 0;
 
-	if (fd < 0)
-		die(2, "cannot read key file '%s': %s", path, strerror(errno));
-	while (n < sizeof b && r) {
+	while (fd >= 0 && n < sizeof b && r) {
 		r = read(fd, b + n, sizeof b - n);
 		if (r < 0 && errno != EINTR)
-			die(2, "cannot read key file '%s': %s", path,
-			    strerror(errno));
+			break;
 		if (r > 0)
 			n += (size_t)r;
 	}
-	if (fd)
+	e = errno;
+	if (fd > 0)
 		close(fd);
-	if (n == sizeof b)
-		die(2, "bad KEY (file '%s'): too long; it must be exactly 16, "
-		    "24 or 32 bytes", path);
+	if (fd < 0 || r < 0)
+		fmt(errbuf, sizeof errbuf, "cannot read key file '%s': %s",
+		    path, strerror(e));
+	else if (n == sizeof b)
+		fmt(errbuf, sizeof errbuf, "bad KEY (file '%s'): too long; it "
+		    "must be exactly 16, 24 or 32 bytes", path);
 	if (n && b[n - 1] == '\n' && --n && b[n - 1] == '\r')
 		n--;
-	key_set(b, n, "file");
+	*len = n;
+	r = fd < 0 || r < 0 || n == sizeof b ? -1 :
+	    key_derive(b, n, "file", sk, hk);
 	wipe(b, sizeof b);
+	return (int)r;
+}
+
+/*
+ * The KEY the settings name: the argument, the config file's key, a key
+ * file, or GSTUNNEL_KEY. It goes to key and hello_key only when all is
+ * well. A KEY from the argument or the environment is wiped at start, so
+ * a reload (start 0) keeps it. Returns -1 with errbuf.
+ */
+static int key_load(const struct settings *s, int start)
+{
+	unsigned char sk[32], hk[32];
+	const char *from = cli[O_KEY] ? "argument" : "config file", *k;
+	char *env = getenv("GSTUNNEL_KEY");
+	size_t n = 0;
+	int r;
+
+	if ((k = s->val[O_KEY]) && (start || !cli[O_KEY])) {
+		r = key_derive(k, n = strlen(k), from, sk, hk);
+	} else if (s->val[O_KEY_FILE]) {
+		r = key_from_file(s->val[O_KEY_FILE], sk, hk, &n);
+	} else if (k || !start) {
+		return 0; /* from argv or the environment: as it was */
+	} else if (env) {
+		r = key_derive(env, n = strlen(env), "GSTUNNEL_KEY", sk, hk);
+		/* gone from /proc/PID/environ from here on */
+		wipe(env, strlen(env));
+	} else {
+		fmt(errbuf, sizeof errbuf, "missing KEY: give it as an "
+		    "argument, with -k FILE, in GSTUNNEL_KEY or in the config "
+		    "file");
+		return -1;
+	}
+	if (r == 0) {
+		memcpy(key, sk, 32);
+		memcpy(hello_key, hk, 32);
+		key_len = n;
+	}
+	wipe(sk, sizeof sk);
+	wipe(hk, sizeof hk);
+	return r;
 }
 
 /* -g: 32 characters from [A-Za-z0-9], about 190 bits. */
@@ -2432,22 +3155,315 @@ static void key_generate(void)
 	wipe(r, sizeof r);
 }
 
-/* ==== main ============================================================== */
+/* ==== settings ========================================================== */
+
+static void usage(void)
+{
+	const struct option *o;
+	const char *h;
+	size_t l;
+
+	put(1, usage_head, strlen(usage_head));
+	for (o = options; o->flag; o++) {
+		say(1, "  -%c, --%s%s%s\n", o->flag, o->name, o->arg ? " " : "",
+		    o->arg ? o->arg : "");
+		for (h = o->help; *h; h += l + (h[l] != 0)) {
+			l = strcspn(h, "\n");
+			put(1, "        ", 8);
+			put(1, h, l);
+			put(1, "\n", 1);
+		}
+	}
+	exit(0);
+}
+
+/* -w workers 0: one per CPU this process may run on. */
+static int cpu_count(void)
+{
+	int n = 1;
+#ifdef CPU_COUNT
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+#endif
+	return n < 1 ? 1 : n > 256 ? 256 : n;
+}
+
+/* Option i's value v into s; what names it in errors ("-t SECONDS" or
+ * "timeout"). Returns -1 with errbuf. */
+static int opt_set(struct settings *s, int i, const char *v, const char *what)
+{
+	static const long most[O_COUNT] = { [O_WORKERS] = 256,
+		[O_MAXCONN] = 1000000, [O_TIMEOUT] = 3600, [O_ROTATE] = 86400,
+		[O_IDLE] = 2592000, [O_WAIT] = 3600, [O_STATS] = 86400 };
+	char ka[32], *p, *q;
+	long n = 0;
+	int k;
+
+	s->val[i] = v;
+	if (most[i] && parse_num(v, i == O_MAXCONN || i == O_TIMEOUT, most[i],
+				 what, &n) < 0)
+		return -1;
+	switch (i) {
+	case O_CIPHER:
+		if (!(s->cipher = cipher_by_name(v)))
+			break;
+		return 0;
+	case O_WORKERS:
+		s->jobs = n ? (int)n : cpu_count();
+		return 0;
+	case O_MAXCONN:
+		s->maxconn = (int)n;
+		return 0;
+	case O_TIMEOUT:
+		s->timeout_ms = (int)n * 1000;
+		return 0;
+	case O_ROTATE:
+		s->rotate_ms = n * 1000;
+		return 0;
+	case O_IDLE:
+		s->idle_ms = n * 1000;
+		return 0;
+	case O_WAIT:
+		s->wait_ms = n * 1000;
+		return 0;
+	case O_STATS:
+		s->stats_ms = n * 1000;
+		return 0;
+	case O_KEEPALIVE: /* 0, or IDLE,INTERVAL,COUNT */
+		fmt(ka, sizeof ka, "%s", v);
+		for (p = ka, k = 0; p && k < 3; p = q, k++) {
+			if ((q = strchr(p, ',')))
+				*q++ = 0;
+			if (parse_num(p, !(k == 0 && !q), k ? 255 : 86400,
+				      what, &n) < 0)
+				return -1;
+			s->ka[k] = (int)n;
+		}
+		if (!p && (k == 3 || !s->ka[0]))
+			return 0;
+		break;
+	case O_LOG:
+		s->syslog = !strcmp(v, "syslog");
+		if (s->syslog || !strcmp(v, "stderr"))
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	fmt(errbuf, sizeof errbuf, "bad %s '%s': want %s", what, v,
+	    i == O_CIPHER ? "aes or chacha20" : i == O_LOG ? "stderr or "
+	    "syslog" : "0 or IDLE,INTERVAL,COUNT (seconds, count)");
+	return -1;
+}
+
+static void settings_free(struct settings *s)
+{
+	int i;
+
+	for (i = 0; i < O_COUNT; i++)
+		if (s->owned >> i & 1) { /* the key may be among them */
+			wipe((char *)s->val[i], strlen(s->val[i]));
+			free((char *)s->val[i]);
+		}
+	memset(s, 0, sizeof *s);
+}
 
 /*
- * getopt(3) for our options, without the stdio that libc's brings along:
- * "-vS", "-k FILE", "-kFILE", "--"; it stops at the first operand. Returns
- * the option, ':' for a missing value or '?' for an unknown option (its
- * letter in opt_bad), -1 at the end.
+ * -f FILE: one "name value" per line, name an option's long name (or
+ * listen, server or target, key); a flag is its name alone. '#' at the
+ * start of a line or after a blank starts a comment. Anything wrong is
+ * refused with FILE:LINE: and the reason.
  */
-static int opt_ind = 1, opt_pos, opt_bad;
+static int config_read(struct settings *s, const char *path)
+{
+	char *buf, *line, *next, *v, *copy;
+	char msg[sizeof errbuf];
+	const char *e;
+	unsigned long seen = 0;
+	size_t len;
+	int i, ln = 0;
+
+	if (!(buf = file_read(path, CONFIG_MAX, &len))) {
+		memcpy(msg, errbuf, sizeof msg);
+		fmt(errbuf, sizeof errbuf, "config file: %s", msg);
+		return -1;
+	}
+	for (line = buf; line; line = next) {
+		ln++;
+		if ((next = strchr(line, '\n')))
+			*next++ = 0;
+		for (v = line; *v && !(*v == '#' && (v == line || v[-1] == ' ' ||
+						     v[-1] == '\t')); v++)
+			;
+		while (v > line && (v[-1] == ' ' || v[-1] == '\t' ||
+				    v[-1] == '\r'))
+			v--;
+		*v = 0;
+		line += strspn(line, " \t");
+		if (!*line)
+			continue;
+		v = line + strcspn(line, " \t");
+		if (*v)
+			*v++ = 0;
+		v += strspn(v, " \t");
+		for (i = 0; i < O_COUNT && (strcmp(options[i].name, line) ||
+					    (options[i].how & OPT_CLI)); i++)
+			;
+		e = i == O_COUNT ? "unknown name" : seen >> i & 1 ?
+		    "given twice" : (options[i].how & OPT_VALUE) && !*v ?
+		    "needs a value" : !(options[i].how & OPT_VALUE) && *v ?
+		    "takes no value" : (i == O_KEY || i == O_KEY_FILE) &&
+		    (seen >> O_KEY & 1 || seen >> O_KEY_FILE & 1) ?
+		    "KEY given twice (key and key-file)" : NULL;
+		copy = e ? NULL : strdup(*v ? v : "1");
+		if (!e && !copy)
+			e = "out of memory";
+		if (e)
+			fmt(errbuf, sizeof errbuf, "%s:%d: %s: %s", path, ln,
+			    line, e);
+		if (copy && opt_set(s, i, copy, options[i].name) < 0) {
+			free(copy);
+			memcpy(msg, errbuf, sizeof msg);
+			fmt(errbuf, sizeof errbuf, "%s:%d: %s", path, ln, msg);
+			e = "";
+		}
+		if (e)
+			break;
+		s->owned |= 1UL << i;
+		seen |= 1UL << i;
+	}
+	wipe(buf, len);
+	free(buf);
+	return line ? -1 : 0;
+}
+
+/* The defaults, then the config file, then the command line over both. */
+static int settings_load(struct settings *s)
+{
+	int i;
+
+	memset(s, 0, sizeof *s);
+	s->cipher = &ciphers[0];
+	s->jobs = 1;
+	s->timeout_ms = TIMEOUT_DEFAULT * 1000;
+	s->rotate_ms = ROTATE_DEFAULT * 1000;
+	s->wait_ms = WAIT_DEFAULT * 1000;
+	s->ka[0] = 60;
+	s->ka[1] = 10;
+	s->ka[2] = 6;
+	if (cli[O_CONFIG] && config_read(s, cli[O_CONFIG]) < 0) {
+		settings_free(s);
+		return -1;
+	}
+	for (i = 0; i < O_COUNT; i++) {
+		if (!cli[i] && !((i == O_KEY || i == O_KEY_FILE) &&
+				 (cli[O_KEY] || cli[O_KEY_FILE])))
+			continue; /* a KEY on the command line: all of it */
+		if (s->owned >> i & 1) {
+			wipe((char *)s->val[i], strlen(s->val[i]));
+			free((char *)s->val[i]);
+		}
+		s->owned &= ~(1UL << i);
+		s->val[i] = NULL;
+		if (cli[i])
+			opt_set(s, i, cli[i], ""); /* checked in main() */
+	}
+	for (i = O_LISTEN; i < O_KEY; i++)
+		if (!s->val[i]) {
+			fmt(errbuf, sizeof errbuf, "missing %s argument (see "
+			    "-h)", options[i].arg);
+			settings_free(s);
+			return -1;
+		}
+	return 0;
+}
+
+/* The settings the loop reads. */
+static void settings_use(void)
+{
+	verbose = cfg.val[O_VERBOSE] != NULL;
+	timeout_ms = cfg.timeout_ms;
+	rotate_ms = cfg.rotate_ms;
+	cipher = cfg.cipher;
+	cipher_forced = cfg.val[O_CIPHER] != NULL;
+}
+
+/*
+ * SIGHUP: read the config file and the key again and resolve the names
+ * again. New connections use the new key; open ones keep theirs (conn.sk).
+ * Anything wrong: a log line, and everything stays as it was. Options read
+ * at start only keep their old values, with a line if they changed.
+ */
+static void reload(void)
+{
+	struct settings s;
+	const char *a, *b;
+	struct target *t;
+	unsigned long bit;
+	int i, n;
+
+	if (settings_load(&s) < 0 || key_load(&s, 0) < 0) {
+		logmsg(NULL, "SIGHUP: reload refused, nothing changed: %s",
+		       errbuf);
+		return;
+	}
+	if (strcmp(s.val[O_REMOTE], cfg.val[O_REMOTE])) {
+		if (targets_parse(s.val[O_REMOTE], &t, &n) < 0) {
+			logmsg(NULL, "SIGHUP: reload refused: %s; the key may "
+			       "have changed, nothing else did", errbuf);
+			settings_free(&s);
+			return;
+		}
+		targets_free(targets, n_targets);
+		targets = t;
+		n_targets = n;
+		targets_gen++;
+	} else {
+		for (i = 0; i < n_targets; i++)
+			target_resolve(&targets[i]);
+	}
+	for (i = 0; i < O_COUNT; i++) {
+		a = s.val[i];
+		b = cfg.val[i];
+		if (!(options[i].how & OPT_FIXED))
+			continue;
+		if ((a || b) && (!a || !b || strcmp(a, b)))
+			logmsg(NULL, "SIGHUP: %s changed: it takes effect at the "
+			       "next start", options[i].name);
+		bit = 1UL << i;
+		s.val[i] = b; /* swap: the old value stays */
+		cfg.val[i] = a;
+		if ((s.owned ^ cfg.owned) & bit) {
+			s.owned ^= bit;
+			cfg.owned ^= bit;
+		}
+	}
+	settings_free(&cfg);
+	cfg = s;
+	settings_use();
+	logmsg(NULL, "SIGHUP: reloaded");
+}
+
+/* ==== process =========================================================== */
+
+/*
+ * getopt(3) for the option table, without the stdio that libc's brings
+ * along: "-vS", "-k FILE", "-kFILE", "--key-file FILE", "--key-file=FILE",
+ * "--"; it stops at the first operand. Returns the option's row (opt_arg:
+ * its value, or NULL), or -1 at the end; a bad option ends the program.
+ */
+static int opt_ind = 1, opt_pos;
 static char *opt_arg;
 
-static int next_opt(int argc, char **argv, const char *spec)
+static int next_opt(int argc, char **argv)
 {
-	char *a, *o;
-	int c;
+	char *a, *eq;
+	size_t l;
+	int i, c;
 
+	opt_arg = NULL;
 	if (!opt_pos) {
 		if (opt_ind >= argc || argv[opt_ind][0] != '-' ||
 		    !argv[opt_ind][1])
@@ -2459,27 +3475,41 @@ static int next_opt(int argc, char **argv, const char *spec)
 		opt_pos = 1;
 	}
 	a = argv[opt_ind];
-	c = (unsigned char)a[opt_pos++];
-	if (!a[opt_pos]) {
+	if (a[1] == '-') { /* --name, --name=value */
+		eq = strchr(a, '=');
+		l = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		for (i = 0; i < O_LISTEN && (strncmp(options[i].name, a + 2, l) ||
+					     options[i].name[l]); i++)
+			;
 		opt_ind++;
 		opt_pos = 0;
-	}
-	o = c == ':' ? NULL : strchr(spec, c);
-	opt_bad = c;
-	if (!o)
-		return '?';
-	if (o[1] == ':') {
-		if (opt_pos) { /* -kFILE */
+		if (i == O_LISTEN)
+			die(2, "unknown option '%s' (see -h)", a);
+		if (eq && !(options[i].how & OPT_VALUE))
+			die(2, "option --%s takes no value", options[i].name);
+		opt_arg = eq ? eq + 1 : NULL;
+	} else { /* -x, -xVALUE, or several flags: -vd */
+		c = a[opt_pos++];
+		for (i = 0; i < O_LISTEN && options[i].flag != c; i++)
+			;
+		if (i == O_LISTEN)
+			die(2, "unknown option '-%c' (see -h)", c);
+		if ((options[i].how & OPT_VALUE) && a[opt_pos]) {
 			opt_arg = a + opt_pos;
+			opt_pos += strlen(opt_arg);
+		}
+		if (!a[opt_pos]) {
 			opt_ind++;
 			opt_pos = 0;
-		} else if (opt_ind < argc) {
-			opt_arg = argv[opt_ind++];
-		} else {
-			return ':';
 		}
 	}
-	return c;
+	if ((options[i].how & OPT_VALUE) && !opt_arg) {
+		if (opt_ind >= argc)
+			die(2, "option -%c needs a value (see -h)",
+			    options[i].flag);
+		opt_arg = argv[opt_ind++];
+	}
+	return i;
 }
 
 /* With -j, try SO_REUSEPORT (Linux 3.9, the BSDs): each worker then has
@@ -2510,30 +3540,145 @@ static int listen_on(const struct addrinfo *ai, int reuse)
 	return -1;
 }
 
+/* No core dumps, and (Linux) not dumpable: no other process of this user
+ * can read our memory through /proc or ptrace. Again after setuid(),
+ * which may reset it. */
+static void no_dumps(void)
+{
+	struct rlimit rl = {0, 0};
+
+	setrlimit(RLIMIT_CORE, &rl);
+#ifdef PR_SET_DUMPABLE
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
+}
+
+/*
+ * -u: users and groups come from /etc/passwd and /etc/group, read here as
+ * busybox does: libc's getpwnam() and initgroups() would bring stdio, nscd
+ * and NSS code into a static binary, 10 KB. A user known only to LDAP or
+ * the like is given by number: -u 1000:1000. id_lookup() finds the line
+ * whose name (or number) is name and returns its number (field 2), and in
+ * *gid its field 3; with member, it instead adds to list[*n] every group
+ * whose member list (field 3) names member.
+ */
+static long id_lookup(const char *path, const char *name, long *gid,
+		      const char *member, gid_t *list, int *n)
+{
+	char *buf, *line, *next, *f[4], *m;
+	size_t len;
+	long id = -1, v, w;
+	int k;
+
+	if (!(buf = file_read(path, 1 << 20, &len)))
+		return -1;
+	for (line = buf; line && id < 0; line = next) {
+		if ((next = strchr(line, '\n')))
+			*next++ = 0;
+		for (k = 0, f[0] = line; k < 3 && f[k]; k++)
+			if ((f[k + 1] = strchr(f[k], ':')))
+				*f[k + 1]++ = 0;
+		if (k < 3 || !f[3] || parse_num(f[2], 0, 99999999, "id", &v) < 0)
+			continue;
+		if ((m = strchr(f[3], ':')))
+			*m = 0;
+		if (member) {
+			for (m = f[3]; *m; m += strcspn(m, ","), m += *m == ',')
+				if (!strncmp(m, member, strlen(member)) &&
+				    (m[strlen(member)] == ',' ||
+				     !m[strlen(member)]) && *n < 64)
+					list[(*n)++] = (gid_t)v;
+		} else if (!strcmp(f[0], name) ||
+			   (parse_num(name, 0, 99999999, "id", &w) == 0 &&
+			    w == v)) {
+			id = v;
+			if (gid && parse_num(f[3], 0, 99999999, "id", gid) < 0)
+				id = -1;
+		}
+	}
+	free(buf);
+	return id;
+}
+
+/* -u USER[:GROUP], after binding: the user's groups, setgid, setuid; then
+ * root must be out of reach, or we do not run. */
+static void drop_privileges(const char *spec)
+{
+	const char *g = strchr(spec, ':');
+	char user[64];
+	gid_t groups[65];
+	long uid, gid = -1;
+	int n = 1;
+
+	fmt(user, sizeof user, "%s", spec);
+	if (g)
+		user[g - spec < 64 ? g - spec : 63] = 0;
+	uid = id_lookup("/etc/passwd", user, &gid, NULL, NULL, NULL);
+	if (uid < 0 && parse_num(user, 0, 99999999, "-u USER", &uid) < 0)
+		die(1, "-u: no user '%s' in /etc/passwd", user);
+	if (g && (gid = id_lookup("/etc/group", g + 1, NULL, NULL, NULL,
+				  NULL)) < 0 &&
+	    parse_num(g + 1, 0, 99999999, "-u GROUP", &gid) < 0)
+		die(1, "-u: no group '%s' in /etc/group", g + 1);
+	if (gid < 0)
+		die(1, "-u %s: give the group of user number %ld", spec, uid);
+	groups[0] = (gid_t)gid;
+	id_lookup("/etc/group", NULL, NULL, user, groups, &n);
+	if (setgroups((size_t)n, groups) < 0 || setgid((gid_t)gid) < 0 ||
+	    setuid((uid_t)uid) < 0)
+		die(1, "-u %s: %s; refusing to run", spec, strerror(errno));
+	if (uid && (setuid(0) == 0 || geteuid() == 0 || getegid() != gid))
+		die(1, "-u %s: root could be regained; refusing to run", spec);
+	no_dumps();
+}
+
+/* -d: into the background, away from the terminal. The parent exits
+ * when the child is ready (pid file written, privileges dropped: see
+ * main), 0, or 1 if the child could not start. Standard input and output
+ * go to /dev/null, and so does standard error unless -l stderr says to
+ * keep it. The working directory stays: relative -k and -f paths are read
+ * again on SIGHUP. */
+static int daemon_ready = -1; /* the child's end of the pipe */
+
+static void daemonize(void)
+{
+	int p[2], fd;
+	pid_t pid;
+	char c;
+
+	if (pipe(p) < 0 || (pid = fork()) < 0)
+		die(1, "-d: %s", strerror(errno));
+	if (pid) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	daemon_ready = p[1];
+	setsid();
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (log_syslog)
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
 /* ==== workers (-j) ====================================================== */
 
 /*
  * The parent of -j workers only supervises: it forks them, restarts one
- * that died (and logs why), passes SIGTERM, SIGINT and SIGHUP on, and
- * exits when they are all gone. It holds no connection and no ephemeral
- * key. Returns in each worker, never in the parent.
+ * that died (and logs why), passes SIGTERM, SIGINT and SIGHUP on, logs
+ * the statistics of all (SIGUSR1, -s), and exits when they are all gone.
+ * It holds no connection and no ephemeral key. Returns in each worker,
+ * never in the parent.
  */
-/* -j 0: one worker per CPU this process may run on. */
-static int cpu_count(void)
-{
-	int n = 1;
-#ifdef CPU_COUNT
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof set, &set) == 0)
-		n = CPU_COUNT(&set);
-#endif
-	return n < 1 ? 1 : n > 256 ? 256 : n;
-}
 
 /* Returns 1 in the new worker. With SO_REUSEPORT, the first worker keeps
  * the listener made before the fork (so that it never goes away during the
- * start), and every other worker, or a restarted one, makes its own. */
+ * start), and every other worker, or a restarted one, makes its own. Only
+ * worker 1 answers -m. */
 static int worker_fork(pid_t *pid, int i, const struct addrinfo *ai)
 {
 	*pid = fork();
@@ -2542,10 +3687,15 @@ static int worker_fork(pid_t *pid, int i, const struct addrinfo *ai)
 	if (*pid)
 		return 0;
 	worker_id = i + 1;
+	st = &stats_all[i];
 	if (reuseport && (i > 0 || listen_fd < 0)) {
 		if (listen_fd >= 0)
 			close(listen_fd);
 		listen_fd = listen_on(ai, 1);
+	}
+	if (i > 0 && metrics_fd >= 0) {
+		close(metrics_fd);
+		metrics_fd = -1;
 	}
 	return 1;
 }
@@ -2553,9 +3703,10 @@ static int worker_fork(pid_t *pid, int i, const struct addrinfo *ai)
 static void supervise(int n, const struct addrinfo *ai)
 {
 	pid_t *pid = calloc((size_t)n, sizeof *pid), p;
-	int64_t *born = calloc((size_t)n, sizeof *born);
+	int64_t *born = calloc((size_t)n, sizeof *born), stats_next = 0, t;
+	struct timespec ts;
 	sigset_t none;
-	int i, st, live = 0, seen = 0;
+	int i, ws, live = 0, term = 0, intr = 0, hup = 0, usr1 = 0;
 
 	if (!pid || !born)
 		die(1, "out of memory");
@@ -2574,29 +3725,38 @@ static void supervise(int n, const struct addrinfo *ai)
 	       reuseport ? "SO_REUSEPORT" : "one shared",
 	       reuseport ? "s" : "");
 	for (;;) {
-		while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+		while ((p = waitpid(-1, &ws, WNOHANG)) > 0) {
 			for (i = 0; i < n && pid[i] != p; i++)
 				;
 			if (i == n)
 				continue;
 			live--;
 			pid[i] = -1; /* to be restarted, unless stopping */
-			if (stop_signal)
+			stats_all[i].open = 0; /* its connections are gone */
+			if (sig_term || sig_int)
 				continue;
-			if (WIFSIGNALED(st))
+			if (WIFSIGNALED(ws))
 				logmsg(NULL, "worker %d (pid %ld) killed by "
 				       "signal %d; restarting", i + 1, (long)p,
-				       WTERMSIG(st));
+				       WTERMSIG(ws));
 			else
 				logmsg(NULL, "worker %d (pid %ld) exited with "
 				       "status %d; restarting", i + 1, (long)p,
-				       WEXITSTATUS(st));
+				       WEXITSTATUS(ws));
 			if (clock_ms() - born[i] < 1000)
 				sleep(1); /* no fork loop if it dies at once */
 		}
-		if (stop_signal && !live)
+		if ((sig_term || sig_int) && listen_fd >= 0) {
+			close(listen_fd); /* the port is free at once */
+			listen_fd = -1;
+		}
+		if ((sig_term || sig_int) && metrics_fd >= 0) {
+			close(metrics_fd);
+			metrics_fd = -1;
+		}
+		if ((sig_term || sig_int) && !live)
 			break;
-		for (i = 0; i < n && !stop_signal; i++) {
+		for (i = 0; i < n && !sig_term && !sig_int; i++) {
 			if (pid[i] >= 0)
 				continue;
 			born[i] = clock_ms();
@@ -2604,89 +3764,82 @@ static void supervise(int n, const struct addrinfo *ai)
 				goto worker;
 			live += pid[i] > 0;
 		}
-		if (seen != signals) { /* pass TERM, INT or HUP on */
-			seen = signals;
-			for (i = 0; i < n; i++)
-				if (pid[i] > 0)
-					kill(pid[i], stop_signal ? stop_signal :
-					     SIGHUP);
+		/* pass each new TERM, INT and HUP on */
+		for (i = 0; i < n; i++)
+			if (pid[i] > 0) {
+				if (sig_term != term)
+					kill(pid[i], SIGTERM);
+				if (sig_int != intr)
+					kill(pid[i], SIGINT);
+				if (sig_hup != hup)
+					kill(pid[i], SIGHUP);
+			}
+		term = sig_term;
+		intr = sig_int;
+		hup = sig_hup;
+		now = clock_ms();
+		if (sig_usr1 != usr1 || (stats_next && now >= stats_next)) {
+			usr1 = sig_usr1;
+			stats_log();
+			stats_next = 0;
 		}
-		if (live == n || stop_signal)
-			sigsuspend(&none); /* SIGCHLD, or one to pass on */
-		else
-			sleep(1); /* a fork failed: try again soon */
+		if (cfg.stats_ms && !stats_next)
+			stats_next = now + cfg.stats_ms;
+		/* wait for SIGCHLD, a signal to pass on, or the -s timer;
+		 * a fork that failed is tried again after a second */
+		t = live < n && !sig_term && !sig_int ? 1000 : stats_next ?
+		    stats_next - now : -1;
+		ts.tv_sec = (time_t)(t / 1000);
+		ts.tv_nsec = (long)(t % 1000) * 1000000;
+		ppoll(NULL, 0, t >= 0 ? &ts : NULL, &none);
 	}
+	if (pidfile)
+		unlink(pidfile);
 	exit(0);
 worker:
 	free(pid);
 	free(born);
 }
 
+/* ==== main ============================================================== */
+
 int main(int argc, char **argv)
 {
-	const char *key_file = NULL, *env;
-	struct addrinfo *listen_ai;
+	struct addrinfo *listen_ai, *metrics_ai = NULL;
+	struct settings scratch;
 	struct sigaction sa;
 	struct rlimit rl = {1024, 1024};
 	sigset_t block;
 	unsigned char probe[16];
-	long n_opt = 0;
-	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
-	int opt, gen = 0, test_all = 0, speed = 0, i, fd_room, jobs = 1;
+	char what[40], maddr[300];
+	const char *env, *m;
+	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1,
+				      SIGCHLD};
+	int i, fd, fd_room;
 
-	cipher = &ciphers[0];
-	while ((opt = next_opt(argc, argv, "hVvgSBc:j:n:t:r:k:")) != -1) {
-		switch (opt) {
-		case 'h':
+	no_dumps(); /* before any secret is in memory */
+	memset(&scratch, 0, sizeof scratch);
+	while ((i = next_opt(argc, argv)) >= 0) {
+		if (i == O_HELP)
 			usage();
-			break;
-		case 'V':
+		if (i == O_VERSION) {
 			say(1, PROG " " VERSION "\n");
 			return 0;
-		case 'v':
-			verbose = 1;
-			break;
-		case 'g':
-			gen = 1;
-			break;
-		case 'S':
-			test_all = 1;
-			break;
-		case 'B':
-			speed = 1;
-			break;
-		case 'c':
-			if (!(cipher = cipher_by_name(opt_arg)))
-				die(2, "bad -c CIPHER '%s': want aes or "
-				    "chacha20", opt_arg);
-			cipher_forced = 1;
-			break;
-		case 'j':
-			jobs = (int)parse_num(opt_arg, 0, 256, "-j WORKERS");
-			if (!jobs)
-				jobs = cpu_count();
-			break;
-		case 'n':
-			n_opt = parse_num(opt_arg, 1, 1000000, "-n MAXCONN");
-			break;
-		case 't':
-			timeout_ms = 1000 * (int)parse_num(opt_arg, 1, 3600,
-							   "-t SECONDS");
-			break;
-		case 'r':
-			rotate_ms = 1000 * (int64_t)parse_num(opt_arg, 0, 86400,
-							      "-r SECONDS");
-			break;
-		case 'k':
-			key_file = opt_arg;
-			break;
-		case ':':
-			die(2, "option -%c needs a value (see -h)", opt_bad);
-			break;
-		default:
-			die(2, "unknown option '-%c' (see -h)", opt_bad);
 		}
+		fmt(what, sizeof what, "-%c %s", options[i].flag,
+		    options[i].arg ? options[i].arg : "");
+		cli[i] = opt_arg ? opt_arg : "1";
+		if (opt_set(&scratch, i, cli[i], what) < 0)
+			die(2, "%s", errbuf);
 	}
+	argc -= opt_ind;
+	argv += opt_ind;
+	if (argc > 3)
+		die(2, "unexpected argument '%s' (see -h)", argv[3]);
+	for (i = 0; i < argc; i++)
+		cli[O_LISTEN + i] = argv[i];
+	if (cli[O_KEY] && cli[O_KEY_FILE])
+		die(2, "KEY given twice: as an argument and with -k");
 
 	env = getenv("GSTUNNEL_NO_RDRAND");
 	if ((env && *env && strcmp(env, "0")) || !rdrand_supported())
@@ -2696,44 +3849,42 @@ int main(int argc, char **argv)
 		       ": refusing to run");
 	wipe(probe, sizeof probe);
 	crypto_select();
-	if (test_all)
+	if (cli[O_SELFTEST])
 		return selftest(1) ? 1 : 0;
 	if (selftest(0))
 		die(1, "crypto self-test failed: refusing to run");
-	if (speed) {
+	if (cli[O_BENCH]) {
 		bench();
 		return 0;
 	}
-	if (gen) {
+	if (cli[O_GENKEY]) {
 		key_generate();
 		return 0;
 	}
 
-	argc -= opt_ind;
-	argv += opt_ind;
-	if (argc < 2)
-		die(2, "missing %s argument (see -h)", argc ? (IS_CLIENT ?
-		    "SERVER" : "TARGET") : "LISTEN");
-	if (argc > 3)
-		die(2, "unexpected argument '%s' (see -h)", argv[3]);
-	if (argc == 3 && key_file)
-		die(2, "KEY given twice: as an argument and with -k");
-	env = getenv("GSTUNNEL_KEY");
-	if (argc == 3) {
-		key_set(argv[2], strlen(argv[2]), "argument");
-		/* Gone from /proc/PID/cmdline from here on. */
-		wipe(argv[2], strlen(argv[2]));
-	} else if (key_file) {
-		key_from_file(key_file);
-	} else if (env) {
-		key_set(env, strlen(env), "GSTUNNEL_KEY");
-		wipe((char *)env, strlen(env));
-	} else {
-		die(2, "missing KEY: give it as an argument, with -k FILE or "
-		       "in GSTUNNEL_KEY");
+	if (settings_load(&cfg) < 0)
+		die(2, "%s", errbuf);
+	settings_use();
+	if (cfg.syslog || (cfg.val[O_DAEMON] && !cfg.val[O_LOG])) {
+		if (syslog_open() < 0)
+			die(1, "%s: cannot log to syslog (/dev/log): %s%s",
+			    cfg.syslog ? "-l syslog" : "-d", strerror(errno),
+			    cfg.syslog ? "" : "; use -l stderr");
+		log_syslog = 1;
 	}
-	remote_ai = resolve(argv[1], 0, IS_CLIENT ? "SERVER" : "TARGET");
-	listen_ai = resolve(argv[0], 1, "LISTEN");
+	if (key_load(&cfg, 1) < 0)
+		die(2, "%s", errbuf);
+	if (cli[O_KEY]) /* gone from /proc/PID/cmdline from here on */
+		wipe((char *)cli[O_KEY], strlen(cli[O_KEY]));
+	if (targets_parse(cfg.val[O_REMOTE], &targets, &n_targets) < 0 ||
+	    !(listen_ai = resolve(cfg.val[O_LISTEN], 1, "LISTEN")))
+		die(2, "%s", errbuf);
+	if ((m = cfg.val[O_METRICS])) { /* PORT, :PORT: on loopback */
+		fmt(maddr, sizeof maddr, "%s%s%s", strchr(m, ':') && *m != ':' ?
+		    "" : "127.0.0.1", strchr(m, ':') ? "" : ":", m);
+		if (!(metrics_ai = resolve(maddr, 1, "-m ADDRESS")))
+			die(2, "%s", errbuf);
+	}
 
 	/* Two fds per connection: take what the hard limit allows. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -2743,21 +3894,26 @@ int main(int argc, char **argv)
 	}
 	fd_room = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 ?
 		  1000000 : (int)rl.rlim_cur;
-	fd_room = fd_room > 10 ? (fd_room - 8) / 2 : 1; /* 8: stdio, listener,
-							   * /dev/urandom */
-	conn_max = n_opt ? (int)n_opt : fd_room < CONN_MAX_DEFAULT ? fd_room :
-		   CONN_MAX_DEFAULT;
+	fd_room = fd_room > 20 ? (fd_room - 8 - HTTP_MAX) / 2 : 1;
+	/* 8: stdio, listeners, /dev/urandom, syslog */
+	conn_max = cfg.maxconn ? cfg.maxconn : fd_room < CONN_MAX_DEFAULT ?
+		   fd_room : CONN_MAX_DEFAULT;
 	if (conn_max > fd_room)
 		logmsg(NULL, "warning: -n %d needs more fds than the limit "
 		       "allows (%d connections); accepting will pause at the "
 		       "limit", conn_max, fd_room);
 
-	listen_fd = listen_on(listen_ai, jobs > 1);
+	listen_fd = listen_on(listen_ai, cfg.jobs > 1);
+	if (metrics_ai)
+		metrics_fd = listen_on(metrics_ai, 0);
 	if (verbose) {
 		logmsg(NULL, "listening on %s", addr_str(listen_ai));
+		if (metrics_ai)
+			logmsg(NULL, "metrics on http://%s/metrics",
+			       addr_str(metrics_ai));
 		logmsg(NULL, "%s %s; at most %d connections; RDRAND %s",
-		       IS_CLIENT ? "server" : "target", addr_str(remote_ai),
-		       conn_max, use_rdrand ? "on" : "off");
+		       options[O_REMOTE].name, cfg.val[O_REMOTE], conn_max,
+		       use_rdrand ? "on" : "off");
 		for (i = 0; i < (int)COUNT(ciphers); i++)
 			if (!(IS_CLIENT || cipher_forced) ||
 			    &ciphers[i] == cipher)
@@ -2768,10 +3924,37 @@ int main(int argc, char **argv)
 				       key_len == 24 ? ", AES-192" :
 				       ", AES-256");
 	}
+	if (cfg.val[O_DAEMON])
+		daemonize();
+	if ((pidfile = cfg.val[O_PIDFILE])) {
+		fd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
+			  0644);
+		if (fd < 0)
+			die(1, "cannot write pid file '%s': %s", pidfile,
+			    strerror(errno));
+		say(fd, "%ld\n", (long)getpid());
+		close(fd);
+	}
+	if (cfg.val[O_USER])
+		drop_privileges(cfg.val[O_USER]);
 
-	/* The handled signals are blocked except inside ppoll() (run) or
-	 * sigsuspend() (supervise). SIGHUP has nothing to reload yet: it is
-	 * caught and ignored, so it does not end the process. */
+	/* The counters: one row per worker, shared (see struct stats). */
+	stats_rows = cfg.jobs;
+	stats_all = mmap(NULL, (size_t)stats_rows * sizeof *stats_all,
+			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			 -1, 0);
+	if (stats_all == MAP_FAILED)
+		die(1, "mmap: %s", strerror(errno));
+	st = stats_all;
+	started = now = clock_ms();
+
+	if (daemon_ready >= 0) { /* -d: the parent may go now */
+		put(daemon_ready, "", 1);
+		close(daemon_ready);
+	}
+
+	/* The handled signals are blocked except inside ppoll() (run, and
+	 * supervise). */
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
@@ -2782,28 +3965,38 @@ int main(int argc, char **argv)
 		sigaddset(&block, handled[i]);
 	}
 	sigprocmask(SIG_BLOCK, &block, NULL);
-	if (jobs > 1)
-		supervise(jobs, listen_ai); /* returns in the workers only */
+	if (cfg.jobs > 1)
+		supervise(cfg.jobs, listen_ai); /* returns in the workers */
 	freeaddrinfo(listen_ai);
+	if (metrics_ai)
+		freeaddrinfo(metrics_ai);
 
+	for (i = 0; i < HTTP_MAX; i++)
+		http[i].fd = -1;
 	conns = calloc((size_t)conn_max, sizeof *conns);
-	pfds = calloc(1 + 2 * (size_t)conn_max, sizeof *pfds);
-	pfd_owner = calloc(1 + 2 * (size_t)conn_max, sizeof *pfd_owner);
+	pfds = calloc(PFD_FIXED + 2 * (size_t)conn_max, sizeof *pfds);
+	pfd_owner = calloc(PFD_FIXED + 2 * (size_t)conn_max,
+			   sizeof *pfd_owner);
 	if (!conns || !pfds || !pfd_owner)
 		die(1, "out of memory for %d connections", conn_max);
 	run();
 
-	if (verbose)
-		logmsg(NULL, "signal %d: closing %d connections and exiting",
-		       (int)stop_signal, conn_count);
+	if (verbose || conn_count)
+		logmsg(NULL, "%s: %d connections reset; exiting",
+		       sig_int || sig_term > 1 ? "signal" : "SIGTERM",
+		       conn_count);
 	for (i = 0; i < conn_high; i++)
 		if (conns[i].state != S_FREE)
 			conn_close(&conns[i], 1);
-	close(listen_fd);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (pidfile && !worker_id)
+		unlink(pidfile);
 	wipe(key, sizeof key);
 	wipe(hello_key, sizeof hello_key);
 	wipe(&spare, sizeof spare); /* the key pair made ahead */
-	freeaddrinfo(remote_ai);
+	settings_free(&cfg);
+	targets_free(targets, n_targets);
 	free(conns);
 	free(pfds);
 	free(pfd_owner);

@@ -45,6 +45,8 @@ done
 ONLY="$*"
 [ $CROSS = 1 ] && [ -z "$ONLY" ] && ONLY="transfer secure rotation"
 EXCEPT=${EXCEPT:-}
+# the groups of operations (#8): they do not depend on the cipher
+OPS="targets config stop reload stats logs process strangers dead"
 TAG=${CIPHER:+$CIPHER: }
 
 T=$(mktemp -d) || exit 2
@@ -553,10 +555,23 @@ if want cli; then
 	awk '/^## Usage/ { u = 1; next } u && /^## / { exit }
 	     u && /^    usage:/ { p = 1 }
 	     p { sub(/^    /, ""); print }
-	     p && /^ *-h / { exit }' README >"$T/usage"
+	     p && /print this help and exit/ { exit }' README >"$T/usage"
 	usage_same() { [ -s "$T/usage" ] && "$1" -h | diff - "$T/usage"; }
 	check "cli: gstunnel_client -h is the README's usage" usage_same "$CLIENT"
 	check "cli: gstunnel_server -h is the README's usage" usage_same "$SERVER"
+	# the man page has one item per option of -h, with the same long name
+	man_same() { awk '/^\.It Fl / { f = $3 } /^\.Pq Cm / && f {
+		print "-" f ", --" $3; f = "" }' dist/gstunnel.1 | sort >"$T/man.opts"
+		"$1" -h | sed -n 's/^  \(-., --[a-z-]*\).*/\1/p' | sort | diff - "$T/man.opts" &&
+		[ "$(wc -l <"$T/man.opts")" -gt 10 ]; }
+	check "cli: the man page lists the options of -h (client)" man_same "$CLIENT"
+	check "cli: the man page lists the options of -h (server)" man_same "$SERVER"
+	check "cli: the man page passes mandoc -T lint" mandoc -T lint -W warning dist/gstunnel.1
+	installs() { rm -rf "$T/inst"; make -s install DESTDIR="$T/inst" PREFIX=/usr >/dev/null &&
+		for f in bin/gstunnel_client bin/gstunnel_server share/man/man1/gstunnel.1 \
+			share/man/man1/gstunnel_client.1 share/man/man1/gstunnel_server.1; do
+			[ -s "$T/inst/usr/$f" ] || { echo "no $f"; return 1; }; done; }
+	check "cli: make install puts the programs and the man page in place" installs
 	version() { "$CLIENT" -V | grep -x "gstunnel_client $(sed -n 's/^VERSION = //p' Makefile)"; }
 	check "cli: -V prints the Makefile's version" version
 	L=127.0.0.1:$((P + 90)) S=127.0.0.1:$((P + 91))
@@ -775,8 +790,9 @@ if want secure; then
 	target_reset() { [ "$(resets)" -gt "$r0" ]; }
 	check "secure: truncation: the target saw a reset too" wait_for 20 target_reset
 
-	# strangers at the server port get not one byte, and time out
-	bg "$T/X.s.log" "$SERVER" -t 2 127.0.0.1:$((P + 35)) 127.0.0.1:$MUX "$KEY"; xs=$last
+	# strangers at the server port get not one byte, and time out (-v:
+	# every failure before authentication is logged, see "logs")
+	bg "$T/X.s.log" "$SERVER" -v -t 2 127.0.0.1:$((P + 35)) 127.0.0.1:$MUX "$KEY"; xs=$last
 	listening $((P + 35)) >/dev/null
 	a0=$(accepts)
 	for kind in random big http hello half silent; do
@@ -999,6 +1015,344 @@ if want signal; then
 	check "signal: SIGINT: the server exits 0" exits0 INT $A_S
 fi
 
+# ---- operations (#8): server lists, config, signals, statistics, logs ------
+# pair2 NAME CPORT SPORT TARGET SERVER-LIST [-- client opts] with -v ends;
+# like pair, but the client is given SERVER-LIST
+if want targets; then
+	D1=$((P + 101)) D2=$((P + 102)) # nothing listens there
+	bg "$T/ta1.s.log" "$SERVER" -v 127.0.0.1:$((P + 103)) 127.0.0.1:$MUX "$KEY"; ta1=$last
+	bg "$T/ta2.s.log" "$SERVER" -v 127.0.0.1:$((P + 104)) 127.0.0.1:$MUX "$KEY"; ta2=$last
+	bg "$T/ta.c.log" "$CLIENT" -v 127.0.0.1:$((P + 105)) \
+		127.0.0.1:$D1,127.0.0.1:$((P + 103)) "$KEY"; tac=$last
+	bg "$T/tb.c.log" "$CLIENT" -v 127.0.0.1:$((P + 106)) \
+		127.0.0.1:$((P + 103)),127.0.0.1:$((P + 104)) "$KEY"; tbc=$last
+	bg "$T/td.c.log" "$CLIENT" -v 127.0.0.1:$((P + 107)) \
+		127.0.0.1:$D1,127.0.0.1:$D2 "$KEY"; tdc=$last
+	listening $((P + 103)) >/dev/null && listening $((P + 104)) >/dev/null &&
+		listening $((P + 105)) >/dev/null && listening $((P + 107)) >/dev/null
+	tries() { grep -c "connecting to 127.0.0.1:$1" "$2"; }
+	ten() { t ups "$1" 10 1000; } # well within the first back-off
+	check "targets: one server of two down: 10 connections all work" ten $((P + 105))
+	once() { n=$(tries $D1 "$T/ta.c.log"); echo "dead one tried $n times"; [ "$n" = 1 ]; }
+	check "targets: the dead one was tried once, then rested" once
+	logged "failed; not used for 1 s" "$T/ta.c.log" >/dev/null
+	sleep 1.2
+	again() { t up $((P + 105)) 1000 && n=$(tries $D1 "$T/ta.c.log") &&
+		echo "dead one tried $n times" && [ "$n" = 2 ] &&
+		logged "127.0.0.1:$D1 failed; not used for 2 s" "$T/ta.c.log"; }
+	check "targets: after its back-off it is tried again, then rests twice as long" again
+	check "targets: two servers: 10 connections" ten $((P + 106))
+	rr() { a=$(grep -c 'new connection' "$T/ta2.s.log")
+		echo "second server took $a of 10"; [ "$a" = 5 ]; }
+	check "targets: round robin: each server takes every other connection" rr
+	alldown() { t closed $((P + 107)) x 3 reset && t closed $((P + 107)) x 3 reset &&
+		n=$(($(tries $D1 "$T/td.c.log") + $(tries $D2 "$T/td.c.log"))) &&
+		echo "$n connects" && [ "$n" = 2 ] &&
+		logged "every address failed and rests" "$T/td.c.log"; }
+	check "targets: every server down: reset at once, one line, no retry storm" alldown
+	stop $tac; stop $tbc; stop $tdc; stop $ta1; stop $ta2
+fi
+
+if want config; then
+	bg "$T/cf.s.log" "$SERVER" 127.0.0.1:$((P + 109)) 127.0.0.1:$ECHO "$KEY"; cfs=$last
+	listening $((P + 109)) >/dev/null
+	printf '# a client\n\nserver 127.0.0.1:%s # the server\nkey %s\nlisten 127.0.0.1:%s\nverbose\ntimeout  5 \n' \
+		$((P + 109)) "$KEY" $((P + 110)) >"$T/c.conf"
+	bg "$T/cf.c.log" "$CLIENT" -f "$T/c.conf" 127.0.0.1:$((P + 111)); cfc=$last
+	cf_serves() { listening $((P + 111)) && t echo $((P + 111)) 100000 &&
+		logged "listening on 127.0.0.1:$((P + 111))" "$T/cf.c.log"; }
+	check "config: a tunnel from -f FILE; the command line's LISTEN wins" cf_serves
+	stop $cfc; stop $cfs
+	bad_conf() { printf "$2" >"$T/bad.conf"; bad_args "$1" -f "$T/bad.conf" :1 127.0.0.1:2 "$KEY"; }
+	check "config: an unknown name is refused with FILE:LINE" \
+		bad_conf "bad.conf:2: colour: unknown name" 'verbose\ncolour blue\n'
+	check "config: a bad value is refused with FILE:LINE" \
+		bad_conf "bad.conf:1: bad timeout 'soon'" 'timeout soon\n'
+	check "config: a missing value is refused" bad_conf "bad.conf:1: rotate: needs a value" 'rotate\n'
+	check "config: a flag with a value is refused" bad_conf "bad.conf:1: verbose: takes no value" 'verbose yes\n'
+	check "config: a name given twice is refused" bad_conf "bad.conf:2: idle: given twice" 'idle 1\nidle 2\n'
+	check "config: key and key-file together are refused" \
+		bad_conf "KEY given twice" "key-file $T/c.conf\nkey $KEY\n"
+	check "config: a missing file is refused" bad_args "cannot read '$T/none'" -f "$T/none"
+	check "config: --long options work on the command line" \
+		bad_args "bad -t SECONDS 'soon'" --timeout=soon :1 127.0.0.1:2 "$KEY"
+fi
+
+if want stop; then
+	# SIGTERM: the listener goes at once, open transfers finish, exit 0
+	SOPT=-v COPT=-v pair W $((P + 113)) $((P + 112)) 127.0.0.1:$MUX; w_s=$spid w_c=$cpid
+	bg "$T/w.t.log" "$PY" "$T/t.py" held $((P + 113)) $((64 << 20)) 2; held=$last
+	sleep 1
+	kill -TERM $w_s $w_c
+	gone() { sleep 0.3; ! listening $((P + 112)) >/dev/null 2>&1 ||
+		{ echo "still listening"; false; }; }
+	check "stop: SIGTERM closes the listener at once" gone
+	gone_j() { sleep 0.3; ! listening $((P + 118)) >/dev/null 2>&1 ||
+		{ echo "still listening"; false; }; }
+	done64() { wait $held; rc=$?; cat "$T/w.t.log"; [ $rc = 0 ]; }
+	check "stop: a 64 MiB transfer begun before SIGTERM completes intact" done64
+	exit_ok() { i=0; while [ $i -lt 30 ] && alive "$1"; do sleep 0.1; i=$((i + 1)); done
+		wait "$1"; rc=$?; echo "exit status $rc"; [ $rc = 0 ]; }
+	check "stop: then the server exits 0" exit_ok $w_s
+	check "stop: and the client exits 0" exit_ok $w_c
+	# a second SIGTERM, or -w 0, resets at once
+	pair W2 $((P + 115)) $((P + 114)) 127.0.0.1:$MUX; w_s=$spid
+	bg "$T/w2.t.log" "$PY" "$T/t.py" held $((P + 115)) $((16 << 20)) 5; held=$last
+	sleep 1
+	kill -TERM $w_s; sleep 0.3
+	still() { alive $w_s || { echo "the server did not wait"; false; }; }
+	check "stop: with a transfer open, the server waits (-w)" still
+	kill -TERM $w_s
+	check "stop: a second SIGTERM resets at once and exits 0" exit_ok $w_s
+	cut() { wait $held; rc=$?; [ $rc != 0 ] || { echo "transfer not cut"; false; }; }
+	check "stop: the transfer was reset, not ended cleanly" cut
+	# with -j, the supervisor passes SIGTERM on: the same graceful stop
+	SOPT="-j 2" pair WJ $((P + 119)) $((P + 118)) 127.0.0.1:$MUX; w_s=$spid w_c=$cpid
+	bg "$T/wj.t.log" "$PY" "$T/t.py" held $((P + 119)) $((64 << 20)) 2; held=$last
+	sleep 1
+	kill -TERM $w_s
+	check "stop: -j 2: SIGTERM closes the listeners at once" gone_j
+	check "stop: -j 2: the transfer completes intact" done64
+	check "stop: -j 2: then the supervisor exits 0" exit_ok $w_s
+	stop $w_c
+	SOPT="-w 0" pair W3 $((P + 117)) $((P + 116)) 127.0.0.1:$MUX; w_s=$spid
+	bg "$T/w3.t.log" "$PY" "$T/t.py" held $((P + 117)) $((16 << 20)) 5; held=$last
+	sleep 1
+	kill -TERM $w_s
+	check "stop: -w 0: SIGTERM resets at once and exits 0" exit_ok $w_s
+	wait $held
+fi
+
+if want reload; then
+	printf '%s' "$KEY" >"$T/hup.key"
+	bg "$T/hup.s.log" "$SERVER" -v -r 1 -k "$T/hup.key" 127.0.0.1:$((P + 120)) 127.0.0.1:$ECHO; hs=$last
+	bg "$T/hup.c.log" "$CLIENT" -v -r 1 127.0.0.1:$((P + 121)) 127.0.0.1:$((P + 120)) "$KEY"; hc=$last
+	K2=abcdefghijklmnopqrstuvwxyz012345
+	bg "$T/hup2.c.log" "$CLIENT" -v 127.0.0.1:$((P + 122)) 127.0.0.1:$((P + 120)) "$K2"; hc2=$last
+	listening $((P + 120)) >/dev/null && listening $((P + 121)) >/dev/null &&
+		listening $((P + 122)) >/dev/null
+	rm -f "$T/flag"
+	bg "$T/pause.log" "$PY" "$T/t.py" pause $((P + 121)) 100000 "$T/flag"; pz=$last
+	sleep 1
+	printf '%s\n' "$K2" >"$T/hup.key"
+	kill -HUP $hs
+	wait_for 30 grep -q "SIGHUP: reloaded" "$T/hup.s.log"
+	check "reload: after SIGHUP the new key connects" t echo $((P + 122)) 10000
+	refused() { ! t echo $((P + 121)) 1000 >/dev/null 2>&1 && sleep 0.2 &&
+		logged "bad client hello" "$T/hup.s.log"; }
+	check "reload: and the old key is refused" refused
+	sleep 1.2 # so that the old connection rotates after the reload
+	touch "$T/flag"
+	paused() { wait $pz; rc=$?; cat "$T/pause.log"; [ $rc = 0 ]; }
+	check "reload: a connection opened before carries data after (and rotates)" paused
+	printf 'short' >"$T/hup.key"
+	kill -HUP $hs
+	wait_for 30 grep -q "reload refused" "$T/hup.s.log"
+	kept() { logged "reload refused, nothing changed: bad KEY (file): 5 bytes" "$T/hup.s.log" &&
+		t echo $((P + 122)) 1000; }
+	check "reload: a bad new key is refused, and the last good key stays" kept
+	stop $hc; stop $hc2; stop $hs
+	# with -j, every worker reloads
+	printf '%s' "$KEY" >"$T/hup.key"
+	bg "$T/hupj.s.log" "$SERVER" -j 2 -k "$T/hup.key" 127.0.0.1:$((P + 126)) 127.0.0.1:$ECHO; hs=$last
+	bg "$T/hupj.c.log" "$CLIENT" 127.0.0.1:$((P + 127)) 127.0.0.1:$((P + 126)) "$K2"; hc=$last
+	listening $((P + 126)) >/dev/null && listening $((P + 127)) >/dev/null && sleep 0.5
+	printf '%s' "$K2" >"$T/hup.key"
+	kill -HUP $hs
+	both() { [ "$(grep -c 'SIGHUP: reloaded' "$T/hupj.s.log")" = 2 ]; }
+	wait_for 30 both
+	check "reload: -j 2: every worker takes the new key" t many $((P + 127)) 20 1000
+	stop $hc; stop $hs
+	# a config file: the new target is used, a fixed option only noted
+	printf 'listen 127.0.0.1:%s\ntarget 127.0.0.1:%s\nkey %s\n' $((P + 123)) $ECHO "$KEY" >"$T/s.conf"
+	bg "$T/hupf.s.log" "$SERVER" -v -f "$T/s.conf"; hs2=$last
+	listening $((P + 123)) >/dev/null
+	bg "$T/hupf.c.log" "$CLIENT" 127.0.0.1:$((P + 124)) 127.0.0.1:$((P + 123)) "$KEY"; hc=$last
+	listening $((P + 124)) >/dev/null
+	printf 'listen 127.0.0.1:%s\ntarget 127.0.0.1:%s\nkey %s\n' $((P + 125)) $MUX "$KEY" >"$T/s.conf"
+	kill -HUP $hs2
+	wait_for 30 grep -q "SIGHUP: reloaded" "$T/hupf.s.log"
+	newtarget() { t up $((P + 124)) 5000 &&
+		logged "connecting to 127.0.0.1:$MUX" "$T/hupf.s.log" &&
+		logged "listen changed: it takes effect at the next start" "$T/hupf.s.log"; }
+	check "reload: the config file is read again (a new target)" newtarget
+	printf 'listen 127.0.0.1:%s\ntarget 127.0.0.1:%s\nbogus 1\n' $((P + 123)) $ECHO >"$T/s.conf"
+	kill -HUP $hs2
+	wait_for 30 grep -q "reload refused" "$T/hupf.s.log"
+	check "reload: a bad config file is refused; the old one stays" t up $((P + 124)) 5000
+	stop $hc; stop $hs2
+fi
+
+if want stats; then
+	bg "$T/st.s.log" "$SERVER" -s 1 -m $((P + 131)) 127.0.0.1:$((P + 130)) 127.0.0.1:$ECHO "$KEY"; sts=$last
+	bg "$T/st.c.log" "$CLIENT" 127.0.0.1:$((P + 132)) 127.0.0.1:$((P + 130)) "$KEY"; stc=$last
+	listening $((P + 131)) >/dev/null && listening $((P + 132)) >/dev/null
+	scrape() { curl -s -m 5 http://127.0.0.1:$((P + 131))/metrics; }
+	scrape >"$T/m0"
+	t echo $((P + 132)) 100000 && t echo $((P + 132)) 100000 && t echo $((P + 132)) 100000
+	sleep 0.2
+	scrape >"$T/m1"
+	metric() { awk -v m="$1" '$1 == m { print $2 }' "$2"; }
+	moved() { cat "$T/m1"; a=$(metric gstunnel_connections_total "$T/m0")
+		b=$(metric gstunnel_connections_total "$T/m1")
+		c=$(metric 'gstunnel_bytes_total{direction="c2s"}' "$T/m1")
+		d=$(metric 'gstunnel_bytes_total{direction="s2c"}' "$T/m1")
+		[ "$a" = 0 ] && [ "$b" = 3 ] && [ "$c" = 300000 ] && [ "$d" = 300000 ]; }
+	check "stats: -m: a scrape shows the connection and byte counters move" moved
+	status() { curl -s -m 5 -o /dev/null -w '%{http_code}' "$@"; }
+	refuse() { a=$(status http://127.0.0.1:$((P + 131))/) b=$(status -X POST \
+		http://127.0.0.1:$((P + 131))/metrics); echo "$a $b"; [ "$a $b" = "404 405" ]; }
+	check "stats: -m refuses anything but GET /metrics" refuse
+	usr1() { kill -USR1 $sts; wait_for 20 grep -q 'stats: open=0 total=3 .*bytes_c2s=300000 bytes_s2c=300000' "$T/st.s.log" ||
+		{ cat "$T/st.s.log"; false; }; }
+	check "stats: SIGUSR1 logs one statistics line" usr1
+	every() { sleep 2.2; n=$(grep -c 'stats:' "$T/st.s.log"); echo "$n lines"; [ "$n" -ge 3 ]; }
+	check "stats: -s 1 logs one every second" every
+	stop $stc; stop $sts
+	# with workers, the counters are summed over them
+	bg "$T/stj.s.log" "$SERVER" -j 2 -m $((P + 134)) 127.0.0.1:$((P + 133)) 127.0.0.1:$ECHO "$KEY"; stj=$last
+	bg "$T/stj.c.log" "$CLIENT" 127.0.0.1:$((P + 135)) 127.0.0.1:$((P + 133)) "$KEY"; stc=$last
+	listening $((P + 134)) >/dev/null && listening $((P + 135)) >/dev/null
+	sleep 0.5
+	summed() { t many $((P + 135)) 20 1000 || return 1
+		curl -s -m 5 http://127.0.0.1:$((P + 134))/metrics >"$T/m2"
+		n=$(metric gstunnel_connections_total "$T/m2"); echo "total $n"; [ "$n" = 20 ]; }
+	check "stats: -j 2: the page sums both workers" summed
+	stop $stc; stop $stj
+fi
+
+if want logs; then
+	bg "$T/lg.s.log" "$SERVER" -t 2 127.0.0.1:$((P + 140)) 127.0.0.1:$ECHO "$KEY"; lgs=$last
+	listening $((P + 140)) >/dev/null
+	quiet() { t strangers $((P + 140)) 300; sleep 0.5; n=$(wc -l <"$T/lg.s.log")
+		echo "$n lines"; [ "$n" -le 4 ]; }
+	check "logs: 300 strangers without -v: a few lines" quiet
+	counted() { sleep 1; t strangers $((P + 140)) 1; wait_for 20 logged \
+		"more failures before authentication were not logged" "$T/lg.s.log"; }
+	check "logs: then the count of the lines left out" counted
+	stop $lgs
+	# a stalled stderr: lines are dropped, the tunnel goes on
+	mkfifo "$T/fifo"
+	exec 7<>"$T/fifo" # open, never read: the pipe fills
+	bg "$T/fifo" "$SERVER" -v -m $((P + 143)) 127.0.0.1:$((P + 141)) 127.0.0.1:$ECHO "$KEY"; lgs=$last
+	bg "$T/lg.c.log" "$CLIENT" 127.0.0.1:$((P + 142)) 127.0.0.1:$((P + 141)) "$KEY"; lgc=$last
+	listening $((P + 142)) >/dev/null && listening $((P + 143)) >/dev/null
+	stalled() { t many $((P + 142)) 600 1000 && t echo $((P + 142)) 100000 &&
+		n=$(curl -s -m 5 http://127.0.0.1:$((P + 143))/metrics |
+			awk '$1 == "gstunnel_log_lines_dropped_total" { print $2 }') &&
+		echo "$n lines dropped" && [ "$n" -gt 0 ]; }
+	check "logs: a stalled stderr never stops the loop (lines dropped)" stalled
+	stop $lgc; stop $lgs
+	exec 7>&-
+	# -l syslog: in a mount namespace with our own /dev/log
+	syslog_ns() {
+		mkdir -p "$T/realdev" && unshare -m sh -c '
+		set -e
+		mount --make-rprivate /
+		mount --bind /dev "$1/realdev"
+		mount -t tmpfs none /dev
+		for d in null random urandom; do touch /dev/$d; mount --bind "$1/realdev/$d" /dev/$d; done
+		"$2" -c "
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(\"/dev/log\"); s.settimeout(8)
+f = open(sys.argv[1], \"a\")
+try:
+    while True:
+        f.write(s.recv(1024).decode(\"utf8\", \"replace\") + chr(10)); f.flush()
+except socket.timeout:
+    pass
+" "$1/syslog" &
+		sleep 0.5
+		"$3" -l syslog -v 127.0.0.1:$4 127.0.0.1:$5 "$6" 2>"$1/sl.err" & p=$!
+		sleep 0.5; "$2" "$1/t.py" closed $4 x 2 reset >/dev/null 2>&1 || :
+		sleep 0.3; kill $p; wait $p || :
+		wait' sh "$T" "$PY" "$SERVER" $((P + 144)) $((P + 145)) "$KEY"
+		cat "$T/syslog"
+		grep -q "^<30>gstunnel_server\[[0-9]*\]: listening on 127.0.0.1:$((P + 144))$" "$T/syslog" &&
+		grep -q "^<30>gstunnel_server\[[0-9]*\]: conn 1: new connection" "$T/syslog" &&
+		[ ! -s "$T/sl.err" ]; }
+	check "logs: -l syslog: LOG_DAEMON lines with the program's name and pid" syslog_ns
+fi
+
+if want process; then
+	bg "$T/u.s.log" "$SERVER" -u nobody 127.0.0.1:$((P + 150)) 127.0.0.1:$ECHO "$KEY"; us=$last
+	bg "$T/u.c.log" "$CLIENT" 127.0.0.1:$((P + 151)) 127.0.0.1:$((P + 150)) "$KEY"; uc=$last
+	listening $((P + 150)) >/dev/null && listening $((P + 151)) >/dev/null
+	nobody=$(id -u nobody)
+	uid_changed() { grep -E '^(Uid|Gid|Groups):' /proc/$us/status
+		awk -v u="$nobody" '/^Uid:/ { exit !($2 == u && $3 == u && $4 == u && $5 == u) }' /proc/$us/status &&
+		t echo $((P + 151)) 100000; }
+	check "process: -u nobody: every uid is nobody's, and the tunnel works" uid_changed
+	undumpable() { o=$(stat -c %u /proc/$us/status); echo "/proc/PID owned by uid $o"; [ "$o" = 0 ] &&
+		grep -E '^Max core file size +0 +0 ' /proc/$us/limits; }
+	check "process: not dumpable (/proc/PID stays root's), no core dumps" undumpable
+	stop $uc; stop $us
+	nouser() { "$SERVER" -u no_such_user_x 127.0.0.1:$((P + 152)) 127.0.0.1:$ECHO "$KEY" 2>"$T/e"; rc=$?
+		cat "$T/e"; [ $rc = 1 ] && grep -q "no user 'no_such_user_x'" "$T/e"; }
+	check "process: -u with an unknown user refuses to run" nouser
+	rm -f "$T/pid"
+	nolog() { "$SERVER" -d :1 127.0.0.1:2 "$KEY" 2>"$T/e"; rc=$?; cat "$T/e"
+		[ $rc = 1 ] && grep -q "use -l stderr" "$T/e"; }
+	[ -e /dev/log ] || check "process: -d without a syslog is refused" nolog
+	dp=""
+	daemon() { "$SERVER" -d -l stderr -p "$T/pid" 127.0.0.1:$((P + 153)) 127.0.0.1:$ECHO \
+			"$KEY" 2>"$T/d.log"; rc=$?
+		[ $rc = 0 ] && [ -s "$T/pid" ] && dp=$(cat "$T/pid") && pids="$pids $dp" &&
+		alive "$dp" && listening $((P + 153)) &&
+		[ "$(ps -o sid= -p "$dp" | tr -d ' ')" = "$dp" ] ||
+		{ echo "rc=$rc pid=$dp"; cat "$T/d.log"; ps -o pid,sid,stat -p "${dp:-1}"; false; }; }
+	check "process: -d detaches (a new session) and -p writes its pid" daemon
+	pidgone() { [ -n "$dp" ] && kill "$dp" && wait_for 30 sh -c "[ ! -e '$T/pid' ]"; }
+	check "process: the pid file goes when it stops" pidgone
+	GSTUNNEL_KEY=$KEY bg "$T/env.s.log" "$SERVER" 127.0.0.1:$((P + 154)) 127.0.0.1:$ECHO; es=$last
+	listening $((P + 154)) >/dev/null
+	no_env_key() { ! grep -a -q "$KEY" /proc/$es/environ; }
+	check "process: GSTUNNEL_KEY is gone from /proc/PID/environ" no_env_key
+	stop $es
+fi
+
+if want strangers; then
+	# -n 4: at most 2 unauthenticated; 10 silent strangers cannot lock out
+	bg "$T/sg.s.log" "$SERVER" -n 4 -t 30 127.0.0.1:$((P + 155)) 127.0.0.1:$ECHO "$KEY"; sgs=$last
+	bg "$T/sg.c.log" "$CLIENT" 127.0.0.1:$((P + 156)) 127.0.0.1:$((P + 155)) "$KEY"; sgc=$last
+	listening $((P + 155)) >/dev/null && listening $((P + 156)) >/dev/null
+	bg "$T/hog.log" "$PY" "$T/t.py" hog $((P + 155)) 10 8; hog=$last
+	sleep 1
+	served() { timeout 4 "$PY" "$T/t.py" echo $((P + 156)) 1000; }
+	check "strangers: 10 silent strangers at -n 4: a client still gets in" served
+	stop $hog; stop $sgc; stop $sgs
+fi
+
+if want dead; then
+	# -i: an idle connection is reset on time
+	SOPT="-i 2" pair I $((P + 158)) $((P + 157)) 127.0.0.1:$ECHO; is=$spid ic=$cpid
+	check "dead: -i 2 resets an idle connection after about 2 s" t idle $((P + 158)) 1.5 4
+	stop $ic; stop $is
+	pair I2 $((P + 160)) $((P + 159)) 127.0.0.1:$ECHO; is=$spid ic=$cpid
+	kept_open() { ! t idle $((P + 160)) 4 6; }
+	check "dead: without -i it stays open" kept_open
+	stop $ic; stop $is
+	# keepalive: in a network namespace, the link's packets dropped by nft
+	ka_ns() { unshare -n sh -c '
+		ip link set lo up
+		"$2" "$1/t.py" serve "$1/ka.target.log" 7001 7002 & a=$!
+		sleep 0.5
+		"$3" -K 2,1,2 -v 127.0.0.1:7010 127.0.0.1:7001 "$5" 2>"$1/ka.s.log" & b=$!
+		"$4" -K 2,1,2 -v 127.0.0.1:7011 127.0.0.1:7010 "$5" 2>"$1/ka.c.log" & c=$!
+		sleep 0.5
+		"$2" "$1/t.py" idle 7011 1 8 >"$1/ka.idle" 2>&1 & i=$!
+		sleep 1
+		nft add table inet ka
+		nft add chain inet ka c "{ type filter hook input priority 0; }"
+		nft add rule inet ka c tcp dport 7010 drop
+		nft add rule inet ka c tcp sport 7010 drop
+		wait $i; echo "idle: $?" >>"$1/ka.idle"
+		kill $a $b $c; wait $a $b $c' sh "$T" "$PY" "$SERVER" "$CLIENT" "$KEY"
+		cat "$T/ka.idle"; grep -E 'reset|timed out|link' "$T/ka.c.log" "$T/ka.s.log"
+		grep -q "idle: 0" "$T/ka.idle"; }
+	check "dead: -K 2,1,2: a silent link is found dead within the keepalive bound" ka_ns
+fi
+
 if [ $LONG = 1 ] && want soak; then
 	COPT="-v -r 1" SOPT="-v -r 1" pair L $((P + 46)) $((P + 45)) 127.0.0.1:$ECHO
 	check "soak: 5 minutes of rotation under load" t stream $((P + 46)) 300 2048
@@ -1043,7 +1397,7 @@ fi
 # The same again with the other cipher (see the header).
 if [ -z "${CIPHER:-}" ]; then
 	echo "== again with -c chacha20 on both ends"
-	CIPHER=chacha20 EXCEPT="cli keys signal cipher fuzz" CLIENT_BIN="$CLIENT_BIN" \
+	CIPHER=chacha20 EXCEPT="cli keys signal cipher fuzz $OPS" CLIENT_BIN="$CLIENT_BIN" \
 		SERVER_BIN="$SERVER_BIN" GSTUNNEL_CLIENT="$CLIENT" \
 		GSTUNNEL_SERVER="$SERVER" "$0" $FLAGS $ONLY | tee "$T/chacha.out"
 	set -- $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$T/chacha.out" | tail -n 1 | tr -d ,)
@@ -1986,6 +2340,96 @@ def c_par(port, count, head):
     bad = [r for r in res if not isinstance(r, tuple) or r != (want, "eof")]
     if bad:
         fail("%d of %s failed: %r" % (len(bad), count, bad[:3]))
+
+
+def c_held(port, n, seconds):
+    """n bytes to a target that reads nothing for `seconds`, then sinks
+    them: its reply must be their sha256 (the whole transfer arrived)."""
+    s = socket.create_connection((HOST, int(port)), 10)
+    s.settimeout(60)
+    d = data(7, int(n))
+    got = b""
+    try:
+        s.sendall(b"hold %s\n" % seconds.encode() + d)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    except OSError as e:
+        fail("transfer cut: %s" % e)
+    if got.strip().decode() != hashlib.sha256(d).hexdigest():
+        fail("the target's hash differs: %r" % got[:70])
+    print("%d bytes arrived intact" % len(d))
+
+
+def c_pause(port, n, flag, seed=6):
+    """One connection that carries data before and after an event: echo n
+    bytes, wait (at most 20 s) for the file flag to exist, echo n more."""
+    s = socket.create_connection((HOST, int(port)), 10)
+    s.settimeout(20)
+    for part in (0, 1):
+        t0 = time.time()
+        while part and not os.path.exists(flag):
+            if time.time() - t0 > 20:
+                fail("no %s after 20 s" % flag)
+            time.sleep(0.05)
+        d = data(int(seed) + part, int(n))
+        s.sendall(d)
+        got = b""
+        try:
+            while len(got) < len(d):
+                b = s.recv(1 << 16)
+                if not b:
+                    break
+                got += b
+        except OSError as e:
+            fail("part %d: %s after %d bytes" % (part, e, len(got)))
+        if got != d:
+            fail("part %d: %d bytes back, %s" % (part, len(got), "differ"
+                                                 if len(got) == len(d) else "cut"))
+    s.close()
+    print("echoed before and after")
+
+
+def c_ups(port, count, n):
+    """count connections one after another, each as c_up."""
+    for _ in range(int(count)):
+        c_up(port, n)
+
+
+def c_strangers(port, count):
+    """count strangers, one after another, each sending a random hello."""
+    for _ in range(int(count)):
+        try:
+            s = socket.create_connection((HOST, int(port)), 5)
+            s.sendall(os.urandom(66))
+            s.close()
+        except OSError:
+            pass
+
+
+def c_idle(port, lo, hi):
+    """Echo one byte, then stay idle: the tunnel must end the connection
+    between lo and hi seconds later."""
+    s = socket.create_connection((HOST, int(port)), 10)
+    s.settimeout(10)
+    s.sendall(b"x")
+    if s.recv(1) != b"x":
+        fail("no echo")
+    t0 = time.time()
+    s.settimeout(float(hi))
+    try:
+        end = "data" if s.recv(1) else "eof"
+    except socket.timeout:
+        fail("still open after %s s" % hi)
+    except ConnectionResetError:
+        end = "reset"
+    dt = time.time() - t0
+    print("%s after %.1f s" % (end, dt))
+    if dt < float(lo):
+        fail("sooner than %s s" % lo)
 
 
 def c_zeros(port, n):
