@@ -278,11 +278,13 @@ struct stats {
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#define NORETURN __attribute__((noreturn))
 #else
 #define PRINTF_LIKE(f, a)
+#define NORETURN
 #endif
 
-static void die(int code, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void die(int code, const char *fmt, ...) PRINTF_LIKE(2, 3) NORETURN;
 static void logmsg(const struct conn *c, const char *fmt, ...)
 	PRINTF_LIKE(2, 3);
 static int fail(struct conn *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
@@ -3537,7 +3539,6 @@ static int listen_on(const struct addrinfo *ai, int reuse)
 		close(fd);
 	}
 	die(1, "cannot listen: %s", strerror(err));
-	return -1;
 }
 
 /* No core dumps, and (Linux) not dumpable: no other process of this user
