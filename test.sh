@@ -1050,7 +1050,22 @@ if want targets; then
 		echo "$n connects" && [ "$n" = 2 ] &&
 		logged "every address failed and rests" "$T/td.c.log"; }
 	check "targets: every server down: reset at once, one line, no retry storm" alldown
-	stop $tac; stop $tbc; stop $tdc; stop $ta1; stop $ta2
+	stop $tac; stop $tbc; stop $tdc
+	# dynamic DNS: a name whose addresses all failed is resolved again
+	# (its own /etc/hosts, in a mount namespace)
+	redns() { printf '127.0.0.1 localhost\n127.0.0.2 gs-moved.test\n' >"$T/hosts"
+		unshare -m sh -c '
+		mount --make-rprivate / && mount --bind "$1/hosts" /etc/hosts || exit 2
+		"$2" -v 127.0.0.1:$4 gs-moved.test:$5 "$6" 2>"$1/dns.c.log" & c=$!
+		sleep 0.5
+		"$3" "$1/t.py" closed $4 x 3 reset
+		printf "127.0.0.1 localhost\n127.0.0.1 gs-moved.test\n" >"$1/hosts"
+		"$3" "$1/t.py" up $4 5000; rc=$?
+		kill $c; wait $c; exit $rc' sh "$T" "$CLIENT" "$PY" $((P + 108)) $((P + 103)) "$KEY"
+		rc=$?; grep connecting "$T/dns.c.log"; [ $rc = 0 ] &&
+		logged "connecting to 127.0.0.2" "$T/dns.c.log" >/dev/null; }
+	check "targets: a name is resolved again after its addresses failed" redns
+	stop $ta1; stop $ta2
 fi
 
 if want config; then
