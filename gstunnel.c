@@ -32,7 +32,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
-#include <netdb.h>
+#include <netdb.h> /* struct addrinfo */
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -808,54 +808,6 @@ static int set_tcp_options(int fd)
 	}
 #endif
 	return set_nonblock(fd);
-}
-
-/* Parse host:port, [v6]:port or :port and resolve it; NULL (errbuf says
- * why) when that fails. */
-static struct addrinfo *resolve(const char *arg, int passive, const char *what)
-{
-	char host[256], port[8];
-	const char *colon = strrchr(arg, ':');
-	struct addrinfo hints, *res;
-	size_t hl;
-	long pn;
-	int e;
-
-	if (!colon) {
-		fmt(errbuf, sizeof errbuf, "bad %s '%s': want host:port", what,
-		    arg);
-		return NULL;
-	}
-	hl = (size_t)(colon - arg);
-	if (hl && arg[0] == '[') {
-		if (arg[hl - 1] != ']') {
-			fmt(errbuf, sizeof errbuf, "bad %s '%s': want "
-			    "[ipv6]:port", what, arg);
-			return NULL;
-		}
-		arg++;
-		hl -= 2;
-	}
-	if (hl >= sizeof host || (!hl && !passive)) {
-		fmt(errbuf, sizeof errbuf, "bad %s '%s': bad host", what, arg);
-		return NULL;
-	}
-	memcpy(host, arg, hl);
-	host[hl] = 0;
-	if (parse_num(colon + 1, 1, 65535, "port", &pn) < 0)
-		return NULL;
-	fmt(port, sizeof port, "%ld", pn);
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-	e = getaddrinfo(hl ? host : NULL, port, &hints, &res);
-	if (e) {
-		fmt(errbuf, sizeof errbuf, "cannot resolve %s '%s': %s", what,
-		    host, e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
-		return NULL;
-	}
-	return res;
 }
 
 /* host:port or [v6]:port, numeric (RFC 5952 for IPv6); not inet_ntop(),
@@ -2277,6 +2229,448 @@ static int rx_process(struct conn *c)
 	return 0;
 }
 
+/* ==== name lookup ======================================================= */
+
+/*
+ * Not getaddrinfo(): in a static musl binary it costs some 18 KB (stdio,
+ * qsort, strtol...). What a tunnel needs is little: literals, /etc/hosts
+ * and A/AAAA over UDP to the nameservers of /etc/resolv.conf.
+ */
+#ifndef HOSTS_PATH
+#define HOSTS_PATH	"/etc/hosts"
+#endif
+#ifndef RESOLV_PATH
+#define RESOLV_PATH	"/etc/resolv.conf"
+#endif
+#ifndef RESOLVE_MS
+#define RESOLVE_MS	5000	/* a whole lookup, however many servers */
+#endif
+#define LOOKUP_ROUND_MS	1000	/* then ask every nameserver again */
+#define LOOKUP_MAX	32	/* addresses kept for one name */
+
+union lookup_sa {
+	struct sockaddr		sa;
+	struct sockaddr_in	v4;
+	struct sockaddr_in6	v6;
+};
+
+/* A result: the addrinfo and its sockaddr in one malloc(). */
+struct lookup_node {
+	struct addrinfo	ai;
+	union lookup_sa	sa;
+};
+
+struct dns {
+	union lookup_sa	ns[3];	/* the nameservers */
+	int		nns;
+	struct pollfd	fd[2];	/* UDP to the IPv4, the IPv6 ones */
+	int64_t		end;	/* when the whole lookup gives up */
+	unsigned char	id[4];	/* IDs of the A and the AAAA query */
+	unsigned char	q[12 + 255 + 4];	/* the query */
+	size_t		ql;	/* its length */
+	struct addrinfo	**l;	/* the result */
+	unsigned	port;
+};
+
+static void addrs_free(struct addrinfo *ai)
+{
+	struct addrinfo *next;
+
+	for (; ai; ai = next) {
+		next = ai->ai_next;
+		free(ai);
+	}
+}
+
+/* Set *sa to address a (4 or 16 bytes) of family af and port; all else 0,
+ * so that two of them compare with memcmp(). */
+static void lookup_sa(union lookup_sa *sa, int af, const void *a,
+		      unsigned port)
+{
+	memset(sa, 0, sizeof *sa);
+	sa->sa.sa_family = (sa_family_t)af;
+	if (af == AF_INET) {
+		sa->v4.sin_port = htons((uint16_t)port);
+		memcpy(&sa->v4.sin_addr, a, 4);
+	} else {
+		sa->v6.sin6_port = htons((uint16_t)port);
+		memcpy(&sa->v6.sin6_addr, a, 16);
+	}
+}
+
+/* The family of the address literal s, its bytes in a; 0 if none. */
+static int lookup_literal(const char *s, void *a)
+{
+	if (inet_pton(AF_INET, s, a) == 1)
+		return AF_INET;
+	return inet_pton(AF_INET6, s, a) == 1 ? AF_INET6 : 0;
+}
+
+/* Add an address to the list *l: IPv4 after the other IPv4 ones, IPv6 at
+ * the end. Duplicates (a name twice in /etc/hosts, a record in two
+ * replies) and any beyond LOOKUP_MAX are dropped; so is the address if
+ * memory runs out, which then shows as "no address". */
+static void lookup_add(struct addrinfo **l, int af, const void *a,
+		       unsigned port)
+{
+	struct lookup_node *n = calloc(1, sizeof *n);
+	struct addrinfo **at = NULL;
+	int i;
+
+	if (!n)
+		return;
+	lookup_sa(&n->sa, af, a, port);
+	n->ai.ai_family = af;
+	n->ai.ai_socktype = SOCK_STREAM;
+	n->ai.ai_addr = &n->sa.sa;
+	n->ai.ai_addrlen = af == AF_INET ? sizeof n->sa.v4 : sizeof n->sa.v6;
+	for (i = 0; *l && memcmp((*l)->ai_addr, &n->sa, sizeof n->sa); i++) {
+		if (!at && af == AF_INET && (*l)->ai_family != AF_INET)
+			at = l;
+		l = &(*l)->ai_next;
+	}
+	if (*l || i >= LOOKUP_MAX) {
+		free(n);
+		return;
+	}
+	at = at ? at : l;
+	n->ai.ai_next = *at;
+	*at = &n->ai;
+}
+
+/* The next line of the text at *s, its comment cut; NULL at the end. */
+static char *lookup_line(char **s)
+{
+	char *l = *s, *e;
+
+	if (!*l)
+		return NULL;
+	e = l + strcspn(l, "\n");
+	*s = *e ? e + 1 : e;
+	*e = 0;
+	l[strcspn(l, "#;")] = 0;
+	return l;
+}
+
+/* The next blank-separated word at *s, NUL-terminated; NULL if none. */
+static char *lookup_word(char **s)
+{
+	char *w = *s + strspn(*s, " \t\r"), *e;
+
+	if (!*w)
+		return NULL;
+	e = w + strcspn(w, " \t\r");
+	*s = *e ? e + 1 : e;
+	*e = 0;
+	return w;
+}
+
+/* Whether word w is the n bytes of name s, ASCII case not counting. */
+static int lookup_is(const char *w, const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (w[i] != s[i] && ((w[i] | 32) != (s[i] | 32) ||
+		    (unsigned)((w[i] | 32) - 'a') > 'z' - 'a'))
+			return 0;
+	return !w[n];
+}
+
+/* /etc/hosts: lines "address name aliases..."; every address of name (of
+ * n bytes, without a final dot). */
+static void lookup_hosts(struct addrinfo **l, const char *name, size_t n,
+			 unsigned port)
+{
+	unsigned char a[16];
+	size_t len;
+	char *buf = file_read(HOSTS_PATH, 1 << 20, &len), *s = buf, *line, *w;
+	int af;
+
+	while (s && (line = lookup_line(&s)))
+		if ((w = lookup_word(&line)) && (af = lookup_literal(w, a)))
+			while ((w = lookup_word(&line)))
+				if (lookup_is(w, name, n)) {
+					lookup_add(l, af, a, port);
+					break;
+				}
+	free(buf);
+}
+
+/* Append the labels of s (a final dot allowed) to the name of *n bytes at
+ * q. -1 if it is no host name: an empty label or one over 63 bytes, over
+ * 253 characters (255 bytes in a query), or a character that has no
+ * place in a name and would only confuse. */
+static int dns_name(unsigned char *q, size_t *n, const char *s)
+{
+	size_t l, i;
+	unsigned char c;
+
+	for (; *s; s += l + (s[l] == '.')) {
+		l = strcspn(s, ".");
+		if (!l || l > 63 || *n + l + 2 > 255)
+			return -1;
+		q[(*n)++] = (unsigned char)l;
+		for (i = 0; i < l; i++) {
+			c = (unsigned char)s[i];
+			if ((unsigned)((c | 32) - 'a') > 'z' - 'a' &&
+			    (unsigned)(c - '0') > 9 && c != '-' && c != '_' &&
+			    c < 128)
+				return -1;
+			q[(*n)++] = c;
+		}
+	}
+	return 0;
+}
+
+/* Offset just past the name at p of the message m of n bytes, 0 if it
+ * runs off the end. A compression pointer ends the name where it stands:
+ * no name is read, so no pointer is followed and none can loop. */
+static size_t dns_skip(const unsigned char *m, size_t n, size_t p)
+{
+	while (p < n) {
+		if (m[p] >= 0xc0)
+			return p + 2 <= n ? p + 2 : 0;
+		if (m[p] >= 0x40)	/* reserved label types */
+			return 0;
+		if (!m[p])
+			return p + 1;
+		p += m[p] + 1u;
+	}
+	return 0;
+}
+
+/* Whether a datagram from f is from a nameserver: its family, address and
+ * port 53; the rest of a sockaddr (flow, scope) does not count. */
+static int dns_from_ns(const struct dns *d, const union lookup_sa *f)
+{
+	const union lookup_sa *s;
+	int i;
+
+	for (i = 0; i < d->nns; i++) {
+		s = &d->ns[i];
+		if (f->sa.sa_family == s->sa.sa_family &&
+		    (f->sa.sa_family == AF_INET ?
+		    f->v4.sin_port == s->v4.sin_port &&
+		    f->v4.sin_addr.s_addr == s->v4.sin_addr.s_addr :
+		    f->v6.sin6_port == s->v6.sin6_port &&
+		    !memcmp(&f->v6.sin6_addr, &s->v6.sin6_addr, 16)))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A reply m of n bytes from a nameserver: which query it answers (1: A,
+ * 2: AAAA), after it has taken every A and AAAA record of class IN in
+ * the answer section; 0 if it is none of ours. Its ID, QR bit and whole
+ * question must match, or it may be forged. The owners of the records
+ * are not checked (a CNAME chain names others), as in musl. A cut reply
+ * (TC, or longer than m) gives what it holds.
+ */
+static int dns_reply(struct dns *d, const unsigned char *m, size_t n)
+{
+	size_t p = d->ql, rl;
+	unsigned an, t, rc;
+	int k;
+
+	if (n < p)
+		return 0;
+	k = m[p - 3] == 28;
+	d->q[p - 3] = k ? 28 : 1;
+	rc = m[3] & 15;
+	if (!(m[2] & 0x80) || m[4] || m[5] != 1 || (rc && rc != 3) ||
+	    memcmp(m, d->id + 2 * k, 2) || memcmp(m + 12, d->q + 12, p - 12))
+		return 0;	/* not ours; or SERVFAIL: others may know */
+	an = rc ? 0 : (unsigned)m[6] << 8 | m[7];	/* none in NXDOMAIN */
+	for (; an; an--, p += 10 + rl) {
+		if (!(p = dns_skip(m, n, p)) || p + 10 > n)
+			break;
+		t = (unsigned)m[p] << 8 | m[p + 1];
+		rl = (size_t)m[p + 8] << 8 | m[p + 9];
+		if (p + 10 + rl > n)
+			break;
+		if (!m[p + 2] && m[p + 3] == 1 &&
+		    ((t == 1 && rl == 4) || (t == 28 && rl == 16)))
+			lookup_add(d->l, t == 1 ? AF_INET : AF_INET6,
+				   m + p + 10, d->port);
+	}
+	return 1 << k;
+}
+
+/*
+ * Ask the nameservers for A and AAAA of name, with ".dom" if dom, till
+ * both are answered. Every LOOKUP_ROUND_MS the unanswered queries go to
+ * every nameserver again, so that one down costs no more than a round.
+ * 0 when answered (or when the name is too long to ask), -1 when the
+ * time is up (errbuf says so).
+ */
+static int dns_ask(struct dns *d, const char *name, const char *dom)
+{
+	unsigned char m[512];
+	union lookup_sa f;
+	socklen_t fl;
+	int64_t now, next = 0;
+	size_t n = 0;
+	ssize_t r;
+	int done = 0, i, k, v6;
+
+	if (dns_name(d->q + 12, &n, name) < 0 ||
+	    (dom && dns_name(d->q + 12, &n, dom) < 0))
+		return 0;
+	memcpy(d->q + 12 + n, "\0\0\0\0\1", 5); /* root, type, class IN */
+	d->ql = 12 + n + 5;
+	if (rnd(d->id, sizeof d->id) < 0) {
+		fmt(errbuf, sizeof errbuf, "no random bytes for DNS");
+		return -1;
+	}
+	while (done != 3) {
+		if ((now = clock_ms()) >= d->end) {
+			fmt(errbuf, sizeof errbuf,
+			    "no answer from the nameservers");
+			return -1;
+		}
+		for (k = 0; now >= next && k < 2; k++) {
+			memcpy(d->q, d->id + 2 * k, 2);
+			d->q[d->ql - 3] = k ? 28 : 1;
+			for (i = 0; i < d->nns && !(done & 1 << k); i++) {
+				v6 = d->ns[i].sa.sa_family == AF_INET6;
+				sendto(d->fd[v6].fd, d->q, d->ql, 0,
+				       &d->ns[i].sa, v6 ? sizeof d->ns[i].v6 :
+				       sizeof d->ns[i].v4);
+			}
+		}
+		if (now >= next)
+			next = now + LOOKUP_ROUND_MS;
+		if (poll(d->fd, 2, (int)((next < d->end ? next : d->end) -
+		    now)) <= 0)
+			continue;
+		for (i = 0; i < 2; i++)
+			while (d->fd[i].revents) {
+				fl = sizeof f;
+				if ((r = recvfrom(d->fd[i].fd, m, sizeof m, 0,
+				    &f.sa, &fl)) < 0)
+					break;
+				if (dns_from_ns(d, &f))
+					done |= dns_reply(d, m, (size_t)r);
+			}
+	}
+	return 0;
+}
+
+static struct addrinfo *lookup(const char *host, unsigned port, int passive)
+{
+	static const unsigned char any[16];
+	struct addrinfo *l = NULL;
+	unsigned char a[16];
+	struct dns d = {
+		.fd = { { -1, POLLIN, 0 }, { -1, POLLIN, 0 } },
+		.q = { 0, 0, 1, 0, 0, 1 }	/* RD, one question */
+	};
+	char *conf, *s, *line, *w, *search = NULL;
+	const char *dom;
+	size_t len = strlen(host), n = 0;
+	int af, i, k, r = 0;
+
+	if (!*host && passive) {
+		/* [::] first: where it works it takes IPv4 too */
+		lookup_add(&l, AF_INET6, any, port);
+		if (l)
+			lookup_add(&l->ai_next, AF_INET, any, port);
+		goto out;
+	}
+	if ((af = lookup_literal(host, a))) {
+		lookup_add(&l, af, a, port);
+		goto out;
+	}
+	if (!len || dns_name(d.q + 12, &n, host) < 0) {
+		fmt(errbuf, sizeof errbuf, "bad host name '%s'", host);
+		return NULL;
+	}
+	lookup_hosts(&l, host, len - (host[len - 1] == '.'), port);
+	if (l)
+		return l;
+
+	s = conf = file_read(RESOLV_PATH, 1 << 16, &len);
+	while (s && (line = lookup_line(&s))) {
+		if (!(w = lookup_word(&line)))
+			continue;
+		if (!strcmp(w, "search") || !strcmp(w, "domain"))
+			search = line;	/* the last one counts */
+		else if (!strcmp(w, "nameserver") && d.nns < 3 &&
+		    (w = lookup_word(&line)) && (af = lookup_literal(w, a)))
+			lookup_sa(&d.ns[d.nns++], af, a, 53);
+	}
+	if (!d.nns)
+		lookup_sa(&d.ns[d.nns++], AF_INET, "\177\0\0\1", 53);
+	for (i = 0; i < d.nns; i++) {
+		k = d.ns[i].sa.sa_family == AF_INET6;
+		if (d.fd[k].fd < 0 && (d.fd[k].fd = socket(d.ns[i].sa.sa_family,
+		    SOCK_DGRAM, 0)) >= 0 && set_nonblock(d.fd[k].fd) < 0) {
+			close(d.fd[k].fd);
+			d.fd[k].fd = -1;
+		}
+	}
+	d.end = clock_ms() + RESOLVE_MS;
+	d.l = &l;
+	d.port = port;
+	/* A name without a dot is tried in the search domains first. */
+	do {
+		dom = strchr(host, '.') || !search ? NULL :
+		    lookup_word(&search);
+		r = dns_ask(&d, host, dom);
+	} while (dom && !l && !r);
+	for (i = 0; i < 2; i++)
+		if (d.fd[i].fd >= 0)
+			close(d.fd[i].fd);
+	free(conf);
+out:
+	if (!l && !r)
+		fmt(errbuf, sizeof errbuf, "no address for '%s'", host);
+	return l;
+}
+
+/* Parse host:port, [v6]:port or :port and resolve it; NULL (errbuf says
+ * why) when that fails. */
+static struct addrinfo *resolve(const char *arg, int passive, const char *what)
+{
+	char host[256], why[sizeof errbuf];
+	const char *colon = strrchr(arg, ':');
+	struct addrinfo *ai;
+	size_t hl;
+	long pn;
+
+	if (!colon) {
+		fmt(errbuf, sizeof errbuf, "bad %s '%s': want host:port", what,
+		    arg);
+		return NULL;
+	}
+	hl = (size_t)(colon - arg);
+	if (hl && arg[0] == '[') {
+		if (arg[hl - 1] != ']') {
+			fmt(errbuf, sizeof errbuf, "bad %s '%s': want "
+			    "[ipv6]:port", what, arg);
+			return NULL;
+		}
+		arg++;
+		hl -= 2;
+	}
+	if (hl >= sizeof host || (!hl && !passive)) {
+		fmt(errbuf, sizeof errbuf, "bad %s '%s': bad host", what, arg);
+		return NULL;
+	}
+	memcpy(host, arg, hl);
+	host[hl] = 0;
+	if (parse_num(colon + 1, 1, 65535, "port", &pn) < 0)
+		return NULL;
+	if (!(ai = lookup(host, (unsigned)pn, passive))) {
+		memcpy(why, errbuf, sizeof why);
+		fmt(errbuf, sizeof errbuf, "cannot resolve %s '%s': %s", what,
+		    host, why);
+	}
+	return ai;
+}
+
 /* ==== servers and targets ============================================== */
 
 static void targets_free(struct target *t, int n)
@@ -2284,7 +2678,7 @@ static void targets_free(struct target *t, int n)
 	int i;
 
 	for (i = 0; i < n; i++)
-		freeaddrinfo(t[i].ai);
+		addrs_free(t[i].ai);
 	if (t)
 		free(t[0].spec); /* the list, split in place */
 	free(t);
@@ -2336,7 +2730,7 @@ static void target_resolve(struct target *t)
 		logmsg(NULL, "%s; keeping its old addresses", errbuf);
 		return;
 	}
-	freeaddrinfo(t->ai);
+	addrs_free(t->ai);
 	t->ai = ai;
 }
 
@@ -3968,9 +4362,9 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &block, NULL);
 	if (cfg.jobs > 1)
 		supervise(cfg.jobs, listen_ai); /* returns in the workers */
-	freeaddrinfo(listen_ai);
+	addrs_free(listen_ai);
 	if (metrics_ai)
-		freeaddrinfo(metrics_ai);
+		addrs_free(metrics_ai);
 
 	for (i = 0; i < HTTP_MAX; i++)
 		http[i].fd = -1;

@@ -1312,10 +1312,13 @@ if want process; then
 	dp=""
 	daemon() { "$SERVER" -d -l stderr -p "$T/pid" 127.0.0.1:$((P + 153)) 127.0.0.1:$ECHO \
 			"$KEY" 2>"$T/d.log"; rc=$?
-		[ $rc = 0 ] && [ -s "$T/pid" ] && dp=$(cat "$T/pid") && pids="$pids $dp" &&
-		alive "$dp" && listening $((P + 153)) &&
-		[ "$(ps -o sid= -p "$dp" | tr -d ' ')" = "$dp" ] ||
-		{ echo "rc=$rc pid=$dp"; cat "$T/d.log"; ps -o pid,sid,stat -p "${dp:-1}"; false; }; }
+		[ $rc = 0 ] || { echo "exit status $rc"; cat "$T/d.log"; return 1; }
+		[ -s "$T/pid" ] || { echo "no pid file"; return 1; }
+		dp=$(cat "$T/pid"); pids="$pids $dp"
+		alive "$dp" || { echo "pid $dp is not running"; return 1; }
+		listening $((P + 153)) || return 1
+		sid=$(ps -o sid= -p "$dp" | tr -d ' ')
+		[ "$sid" = "$dp" ] || { echo "session $sid, not its own ($dp)"; return 1; }; }
 	check "process: -d detaches (a new session) and -p writes its pid" daemon
 	pidgone() { [ -n "$dp" ] && kill "$dp" && wait_for 30 sh -c "[ ! -e '$T/pid' ]"; }
 	check "process: the pid file goes when it stops" pidgone
