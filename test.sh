@@ -46,7 +46,7 @@ ONLY="$*"
 [ $CROSS = 1 ] && [ -z "$ONLY" ] && ONLY="transfer secure rotation"
 EXCEPT=${EXCEPT:-}
 # the groups of operations (#8): they do not depend on the cipher
-OPS="targets config stop reload stats logs process strangers dead"
+OPS="dns targets config stop reload stats logs process strangers dead"
 TAG=${CIPHER:+$CIPHER: }
 
 T=$(mktemp -d) || exit 2
@@ -1018,6 +1018,46 @@ fi
 # ---- operations (#8): server lists, config, signals, statistics, logs ------
 # pair2 NAME CPORT SPORT TARGET SERVER-LIST [-- client opts] with -v ends;
 # like pair, but the client is given SERVER-LIST
+if want dns; then
+	# names: in a network and mount namespace, with our own resolv.conf,
+	# hosts file and nameserver (c_dns)
+	dns_ns() { printf '127.0.0.1 localhost\n' >"$T/dns.hosts"
+		printf 'nameserver 127.0.0.1\nsearch test\n' >"$T/resolv.conf"
+		unshare -mn sh -c '
+		ip link set lo up
+		mount --make-rprivate / && mount --bind "$1/dns.hosts" /etc/hosts &&
+			mount --bind "$1/resolv.conf" /etc/resolv.conf || exit 2
+		"$2" "$1/t.py" dns "$1/dns.ready" & d=$!
+		"$2" "$1/t.py" serve "$1/dns.target.log" 7001 7002 & e=$!
+		i=0; while [ ! -e "$1/dns.ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+		"$4" 127.0.0.1:7010 127.0.0.1:7001 "$5" 2>/dev/null & s=$!
+		sleep 0.3
+		for name in tunnel.test tun spoof.test; do
+			"$3" -v 127.0.0.1:7011 $name:7010 "$5" 2>"$1/dns.$name.log" & c=$!
+			sleep 1
+			"$2" "$1/t.py" echo 7011 1000 && echo "$name: ok" || echo "$name: FAILED"
+			kill $c; wait $c
+		done
+		for name in nx.test silent.test; do
+			t0=$(date +%s)
+			"$3" 127.0.0.1:7011 $name:7010 "$5" 2>"$1/dns.$name.log"
+			echo "$name: exit $? after $(($(date +%s) - t0)) s"
+		done
+		kill $d $e $s; wait' sh "$T" "$PY" "$CLIENT" "$SERVER" "$KEY" >"$T/dns.out" 2>&1; }
+	dns_ns
+	dns_ok() { grep -q "^$1: ok$" "$T/dns.out" || { cat "$T/dns.out"; false; }; }
+	check "dns: a name from the nameserver (A)" dns_ok tunnel.test
+	check "dns: a name without a dot, found in a search domain" dns_ok tun
+	spoof() { dns_ok spoof.test && ! grep 127.0.0.9 "$T/dns.spoof.test.log"; }
+	check "dns: replies with a wrong ID or from a wrong port are ignored" spoof
+	nx() { grep -q "^nx.test: exit 2 " "$T/dns.out" &&
+		logged "cannot resolve SERVER 'nx.test': no address" "$T/dns.nx.test.log"; }
+	check "dns: a name that does not exist is refused at start" nx
+	silent() { grep "^silent.test: exit 2 after [4-7] s" "$T/dns.out" &&
+		logged "no answer from the nameservers" "$T/dns.silent.test.log"; }
+	check "dns: a nameserver that does not answer: refused after 5 s" silent
+fi
+
 if want targets; then
 	D1=$((P + 101)) D2=$((P + 102)) # nothing listens there
 	bg "$T/ta1.s.log" "$SERVER" -v 127.0.0.1:$((P + 103)) 127.0.0.1:$MUX "$KEY"; ta1=$last
@@ -2448,6 +2488,44 @@ def c_idle(port, lo, hi):
     print("%s after %.1f s" % (end, dt))
     if dt < float(lo):
         fail("sooner than %s s" % lo)
+
+
+def c_dns(ready):
+    """A nameserver on 127.0.0.1:53 (run it in a network namespace):
+    tunnel.test and tun.test (for search domains) are 127.0.0.1; for
+    spoof.test a reply with a wrong ID (to 127.0.0.9) comes first and a
+    reply from another port too; silent.test gets no answer; others are
+    NXDOMAIN."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 53))
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 5353))
+    open(ready, "w").close()
+    while True:
+        q, peer = s.recvfrom(512)
+        p, labels = 12, []
+        while p < len(q) and q[p]:
+            labels.append(q[p + 1:p + 1 + q[p]].decode())
+            p += q[p] + 1
+        name, qtype = ".".join(labels).lower(), q[p + 1] << 8 | q[p + 2]
+        quest = q[12:p + 5]
+
+        def reply(qid, ip):
+            rr = b"" if ip is None or qtype != 1 else (
+                b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) +
+                socket.inet_aton(ip))
+            flags = 0x8183 if ip is None else 0x8180
+            return struct.pack(">HHHHHH", qid, flags, 1, 1 if rr else 0,
+                               0, 0) + quest + rr
+        qid = q[0] << 8 | q[1]
+        if name == "silent.test":
+            continue
+        if name == "spoof.test":
+            s.sendto(reply(qid ^ 0x1234, "127.0.0.9"), peer)
+            other.sendto(reply(qid, "127.0.0.9"), peer)
+            time.sleep(0.3)  # the true reply comes after both forgeries
+        ok = name in ("tunnel.test", "tun.test", "spoof.test")
+        s.sendto(reply(qid, "127.0.0.1" if ok else None), peer)
 
 
 def c_zeros(port, n):
