@@ -3,6 +3,7 @@
 #   make                          both binaries
 #   make test                     build, then ./test.sh
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
+#   make windows BEARSSL_SRC=/src/bearssl-0.6     the .exe files, mingw-w64
 #   make static CC=mips-linux-musl-gcc AR=mips-linux-musl-ar CFLAGS=-Os \
 #        BEARSSL_SRC=/src/bearssl-0.6
 #   make static CC=mips-linux-musl-gcc CFLAGS=-Os \
@@ -40,6 +41,7 @@ GS_STATIC_CFLAGS = -ffunction-sections -fdata-sections \
 	-fno-asynchronous-unwind-tables -fno-unwind-tables
 GS_STATIC_LDFLAGS = -static -Wl,--gc-sections -s -Wl,-z,noseparate-code \
 	-Wl,-z,norelro -Wl,--build-id=none
+GS_WIN_LDFLAGS = -static -Wl,--gc-sections -s
 BINS = gstunnel_client gstunnel_server
 
 # BEARSSL_SRC changes the defaults of BEARSSL_CFLAGS and BEARSSL_LIBS, and
@@ -111,6 +113,28 @@ static:
 	$(MAKE) GS_SIZE_CFLAGS="$(GS_STATIC_CFLAGS)" \
 		GS_LDFLAGS="$(GS_STATIC_LDFLAGS)" $(BINS)
 
+# Windows: gstunnel_client.exe and gstunnel_server.exe, with Debian's
+# mingw-w64 unless CC names another compiler; BearSSL is built from
+# BEARSSL_SRC with it. Static: no DLLs beyond Windows' own.
+windows:
+	@cc="$(CC)"; [ "$$cc" != cc ] || cc=x86_64-w64-mingw32-gcc; \
+	ar="$(AR)"; [ "$$ar" != ar ] || ar=$${cc%gcc}ar; \
+	echo "$(MAKE) CC=$$cc AR=$$ar gstunnel_client.exe gstunnel_server.exe"; \
+	$(MAKE) CC="$$cc" AR="$$ar" GS_SIZE_CFLAGS="$(GS_STATIC_CFLAGS)" \
+		gstunnel_client.exe gstunnel_server.exe
+
+gstunnel_client.exe: gstunnel.c $(GS_BEARSSL_LIB)
+	@$(CHECK)
+	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(GS_SIZE_CFLAGS) \
+		$(CFLAGS) -DCLIENT -o $@ gstunnel.c $(LDFLAGS) $(GS_WIN_LDFLAGS) \
+		$(BEARSSL_LIBS) -lws2_32 -lbcrypt
+
+gstunnel_server.exe: gstunnel.c $(GS_BEARSSL_LIB)
+	@$(CHECK)
+	$(CC) $(GS_CFLAGS) $(CPPFLAGS) $(BEARSSL_CFLAGS) $(GS_SIZE_CFLAGS) \
+		$(CFLAGS) -DSERVER -o $@ gstunnel.c $(LDFLAGS) $(GS_WIN_LDFLAGS) \
+		$(BEARSSL_LIBS) -lws2_32 -lbcrypt
+
 test: $(BINS)
 	./test.sh
 
@@ -136,8 +160,8 @@ uninstall:
 
 # build/cross belongs to .ci/cross, which empties it itself.
 clean:
-	rm -f $(BINS)
+	rm -f $(BINS) gstunnel_client.exe gstunnel_server.exe
 	rm -rf build/bearssl-*
 	rmdir build 2>/dev/null || :
 
-.PHONY: all static test install uninstall clean
+.PHONY: all static windows test install uninstall clean

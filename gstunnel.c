@@ -28,13 +28,16 @@
 
 #define _GNU_SOURCE /* syscall(), explicit prototypes on glibc and musl */
 
+#ifdef _WIN32 /* mingw-w64: see "platform" */
+#define FD_SETSIZE 4096 /* select(): sockets it can watch at once */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <bcrypt.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <netdb.h> /* struct addrinfo */
-#include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +46,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <grp.h>
+#include <netdb.h> /* struct addrinfo */
+#include <poll.h>
+#include <sched.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,6 +62,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#endif
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -61,6 +70,13 @@
 #include <bearssl.h>
 
 /* ==== tunables ========================================================== */
+
+#ifndef O_BINARY
+#define O_BINARY 0 /* Windows: no CRLF translation in key files */
+#endif
+#ifndef O_NOFOLLOW
+#define O_NOFOLLOW 0
+#endif
 
 #if defined(CLIENT) == defined(SERVER)
 #error "build with exactly one of -DCLIENT or -DSERVER"
@@ -71,6 +87,12 @@
 #else
 #define IS_CLIENT 0
 #define PROG "gstunnel_server"
+#endif
+
+#ifdef _WIN32
+#define WINDOWS 1
+#else
+#define WINDOWS 0
 #endif
 
 #ifndef VERSION
@@ -285,6 +307,7 @@ struct stats {
 #endif
 
 static void die(int code, const char *fmt, ...) PRINTF_LIKE(2, 3) NORETURN;
+static size_t fmt(char *out, size_t n, const char *f, ...) PRINTF_LIKE(3, 4);
 static void logmsg(const struct conn *c, const char *fmt, ...)
 	PRINTF_LIKE(2, 3);
 static int fail(struct conn *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
@@ -444,6 +467,536 @@ static const char *plain_name = IS_CLIENT ? "app" : "target";
 static const char *hs_closed = "authentication failed: the server closed the "
 			       "link in the handshake (wrong key?)";
 
+/* ==== platform ========================================================== */
+
+/*
+ * What differs between POSIX and Windows, behind a few neutral names:
+ * sockets (sock_init, sock_close, set_nonblock, os_readv, os_writev, and on
+ * Windows errno for every socket call), os_wait (the loop's poll), the
+ * random source, the clock, signals, the fd limit, the counters' memory.
+ * The Unix-only options (-u, -d, -j, -l syslog) are refused on Windows at
+ * start (main), so their code is left out of a Windows build (see
+ * "process" and "workers").
+ */
+#ifdef _WIN32
+
+typedef unsigned long nfds_t;
+struct iovec {
+	void *iov_base;
+	size_t iov_len;
+};
+#define MSG_NOSIGNAL 0
+#define MSG_DONTWAIT 0
+#define SHUT_WR SD_SEND
+#ifndef ENOTSUP
+#define ENOTSUP 129
+#endif
+
+/* Winsock errors as errno values (strerror: see os_strerror). */
+static int wsa_map(int e)
+{
+	static const int map[][2] = {
+		{WSAEWOULDBLOCK, EWOULDBLOCK}, {WSAEINPROGRESS, EINPROGRESS},
+		{WSAEINTR, EINTR}, {WSAECONNRESET, ECONNRESET},
+		{WSAECONNREFUSED, ECONNREFUSED}, {WSAECONNABORTED, ECONNABORTED},
+		{WSAETIMEDOUT, ETIMEDOUT}, {WSAENOTCONN, ENOTCONN},
+		{WSAEMFILE, EMFILE}, {WSAENOBUFS, ENOBUFS},
+		{WSAEADDRINUSE, EADDRINUSE}, {WSAEADDRNOTAVAIL, EADDRNOTAVAIL},
+		{WSAENETUNREACH, ENETUNREACH}, {WSAEHOSTUNREACH, EHOSTUNREACH},
+		{WSAEAFNOSUPPORT, EAFNOSUPPORT}, {WSAEACCES, EACCES},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (map[i][0] == e)
+			return map[i][1];
+	return e ? EIO : 0;
+}
+
+static int wsa_fail(void)
+{
+	errno = wsa_map(WSAGetLastError());
+	return -1;
+}
+
+/* msvcrt's strerror() knows none of the socket errors. */
+static const char *os_strerror(int e)
+{
+	return e == ECONNREFUSED ? "Connection refused" : e == ECONNRESET ?
+	       "Connection reset by peer" : e == ETIMEDOUT ?
+	       "Connection timed out" : e == ECONNABORTED ?
+	       "Connection aborted" : e == ENOTCONN ? "Not connected" :
+	       e == EADDRINUSE ? "Address in use" : e == EADDRNOTAVAIL ?
+	       "Address not available" : e == ENETUNREACH ?
+	       "Network unreachable" : e == EHOSTUNREACH ? "Host unreachable" :
+	       e == ENOBUFS ? "No buffer space" : e == EWOULDBLOCK ?
+	       "Would block" : strerror(e);
+}
+#define strerror os_strerror
+
+static int w_socket(int af, int type, int proto)
+{
+	SOCKET s = socket(af, type, proto);
+
+	return s == INVALID_SOCKET ? wsa_fail() : (int)s;
+}
+
+static int w_accept(int fd, struct sockaddr *a, socklen_t *l)
+{
+	SOCKET s = accept((SOCKET)fd, a, l);
+
+	return s == INVALID_SOCKET ? wsa_fail() : (int)s;
+}
+
+/* A non-blocking connect says WSAEWOULDBLOCK where POSIX says
+ * EINPROGRESS. */
+static int w_connect(int fd, const struct sockaddr *a, socklen_t l)
+{
+	if (connect((SOCKET)fd, a, (int)l) == 0)
+		return 0;
+	wsa_fail();
+	if (errno == EWOULDBLOCK)
+		errno = EINPROGRESS;
+	return -1;
+}
+
+static ssize_t w_send(int fd, const void *p, size_t n, int fl)
+{
+	int r = send((SOCKET)fd, p, (int)n, fl);
+
+	return r == SOCKET_ERROR ? wsa_fail() : r;
+}
+
+static ssize_t w_recv(int fd, void *p, size_t n, int fl)
+{
+	int r = recv((SOCKET)fd, p, (int)n, fl);
+
+	return r == SOCKET_ERROR ? wsa_fail() : r;
+}
+
+static int w_bind(int fd, const struct sockaddr *a, socklen_t l)
+{
+	return bind((SOCKET)fd, a, (int)l) ? wsa_fail() : 0;
+}
+
+static int w_listen(int fd, int n)
+{
+	return listen((SOCKET)fd, n) ? wsa_fail() : 0;
+}
+
+static int w_shutdown(int fd, int how)
+{
+	return shutdown((SOCKET)fd, how) ? wsa_fail() : 0;
+}
+
+static int w_setsockopt(int fd, int lv, int name, const void *v, socklen_t l)
+{
+	return setsockopt((SOCKET)fd, lv, name, v, (int)l) ? wsa_fail() : 0;
+}
+
+/* SO_ERROR holds a Winsock error: as errno, too. */
+static int w_getsockopt(int fd, int lv, int name, void *v, socklen_t *l)
+{
+	int r = getsockopt((SOCKET)fd, lv, name, v, l);
+
+	if (r)
+		return wsa_fail();
+	if (lv == SOL_SOCKET && name == SO_ERROR)
+		*(int *)v = wsa_map(*(int *)v);
+	return 0;
+}
+
+#define socket(a, b, c) w_socket(a, b, c)
+#define accept(a, b, c) w_accept(a, b, c)
+#define connect(a, b, c) w_connect(a, b, c)
+#define send(a, b, c, d) w_send(a, b, c, d)
+#define recv(a, b, c, d) w_recv(a, b, c, d)
+#define bind(a, b, c) w_bind(a, b, c)
+#define listen(a, b) w_listen(a, b)
+#define shutdown(a, b) w_shutdown(a, b)
+#define setsockopt(a, b, c, d, e) w_setsockopt(a, b, c, d, e)
+#define getsockopt(a, b, c, d, e) w_getsockopt(a, b, c, d, e)
+
+static void sock_init(void)
+{
+	WSADATA w;
+
+	if (WSAStartup(MAKEWORD(2, 2), &w))
+		die(1, "WSAStartup failed");
+}
+
+static void sock_close(int fd)
+{
+	closesocket((SOCKET)fd);
+}
+
+static int set_nonblock(int fd)
+{
+	u_long one = 1;
+
+	return ioctlsocket((SOCKET)fd, FIONBIO, &one) ? wsa_fail() : 0;
+}
+
+static ssize_t os_readv(int fd, struct iovec *iov, int n)
+{
+	WSABUF b[BUF_RECORDS_MAX];
+	DWORD got = 0, fl = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		b[i].buf = iov[i].iov_base;
+		b[i].len = (ULONG)iov[i].iov_len;
+	}
+	return WSARecv((SOCKET)fd, b, (DWORD)n, &got, &fl, NULL, NULL) ?
+	       wsa_fail() : (ssize_t)got;
+}
+
+static ssize_t os_writev(int fd, struct iovec *iov, int n)
+{
+	WSABUF b[64];
+	DWORD sent = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		b[i].buf = iov[i].iov_base;
+		b[i].len = (ULONG)iov[i].iov_len;
+	}
+	return WSASend((SOCKET)fd, b, (DWORD)n, &sent, 0, NULL, NULL) ?
+	       wsa_fail() : (ssize_t)sent;
+}
+
+/*
+ * poll() by select(), not WSAPoll(), which does not report a failed
+ * connect on many Windows versions. A failed connect shows in the
+ * exception set. The wait is at most 200 ms, so that Ctrl-C, which comes
+ * on another thread, is seen soon.
+ */
+static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
+{
+	static fd_set r, w, e;
+	struct timeval tv;
+	nfds_t k;
+	int got = 0;
+
+	if (ms < 0 || ms > 200)
+		ms = 200;
+	if (!n) { /* select() wants a socket */
+		Sleep((DWORD)ms);
+		return 0;
+	}
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_ZERO(&e);
+	for (k = 0; k < n; k++) {
+		if (p[k].events & POLLIN)
+			FD_SET(p[k].fd, &r);
+		if (p[k].events & POLLOUT) {
+			FD_SET(p[k].fd, &w);
+			FD_SET(p[k].fd, &e);
+		}
+	}
+	tv.tv_sec = (long)(ms / 1000);
+	tv.tv_usec = (long)(ms % 1000) * 1000;
+	if (select(0, &r, &w, &e, &tv) == SOCKET_ERROR)
+		return wsa_fail();
+	for (k = 0; k < n; k++) {
+		p[k].revents = (short)((FD_ISSET(p[k].fd, &r) ? POLLIN : 0) |
+				       (FD_ISSET(p[k].fd, &w) ? POLLOUT : 0) |
+				       (FD_ISSET(p[k].fd, &e) ? POLLERR : 0));
+		got += p[k].revents != 0;
+	}
+	return got;
+}
+
+/* A console is never a stalled pipe for long; a pipe may be, but Windows
+ * has no way to ask without blocking: write. */
+static int os_log_ready(int fd)
+{
+	(void)fd;
+	return 1;
+}
+
+static int64_t clock_ms(void)
+{
+	return (int64_t)GetTickCount64();
+}
+
+static int os_random(void *buf, size_t n)
+{
+	return BCryptGenRandom(NULL, buf, (ULONG)n,
+			       BCRYPT_USE_SYSTEM_PREFERRED_RNG) ? -1 : 0;
+}
+
+/* Ctrl-C is SIGINT, Ctrl-Break SIGTERM. Closing the console resets and
+ * exits: Windows ends the process a few seconds after this returns. */
+static BOOL WINAPI on_console(DWORD ev)
+{
+	if (ev == CTRL_BREAK_EVENT) {
+		sig_term++;
+		return TRUE;
+	}
+	sig_int++;
+	if (ev != CTRL_C_EVENT)
+		Sleep(2000); /* the loop's time to reset and exit */
+	return TRUE;
+}
+
+static void os_signals(void)
+{
+	SetConsoleCtrlHandler(on_console, TRUE);
+}
+
+static void *os_shared(size_t n)
+{
+	return calloc(1, n);
+}
+
+/* Two sockets per connection, in one select(). */
+static int os_fd_room(void)
+{
+	return (FD_SETSIZE - 16) / 2;
+}
+
+/* Names: the system's getaddrinfo() (a DLL here: no size to save). */
+static struct addrinfo *lookup(const char *host, unsigned port, int passive)
+{
+	struct addrinfo hints, *res;
+	char ps[8];
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	fmt(ps, sizeof ps, "%u", port);
+	if (getaddrinfo(*host ? host : NULL, ps, &hints, &res)) {
+		fmt(errbuf, sizeof errbuf, "no address for '%s'", host);
+		return NULL;
+	}
+	return res;
+}
+#define addrs_free freeaddrinfo
+
+static int syslog_open(void)
+{
+	return -1;
+}
+
+#else /* POSIX */
+
+/* -l syslog: a datagram socket to /dev/log, made again if syslogd has
+ * restarted. */
+static int syslog_open(void)
+{
+	struct sockaddr_un a;
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0), e;
+
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	strcpy(a.sun_path, "/dev/log");
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		e = errno;
+		close(fd);
+		fd = -1;
+		errno = e;
+	}
+	if (log_syslog && log_fd >= 0)
+		close(log_fd);
+	if (log_syslog || fd >= 0)
+		log_fd = fd;
+	return fd;
+}
+
+
+static void sock_init(void)
+{
+}
+
+static void sock_close(int fd)
+{
+	close(fd);
+}
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static ssize_t os_readv(int fd, struct iovec *iov, int n)
+{
+	return readv(fd, iov, n);
+}
+
+/* sendmsg(): writev() has no MSG_NOSIGNAL */
+static ssize_t os_writev(int fd, struct iovec *iov, int n)
+{
+	struct msghdr m;
+
+	memset(&m, 0, sizeof m);
+	m.msg_iov = iov;
+	m.msg_iovlen = (size_t)n;
+	return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+/* The loop's wait: ms < 0 is forever. The handled signals are blocked
+ * except in here (see os_signals), so one cannot slip in between the
+ * loop's checks and the wait. */
+static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
+{
+	struct timespec ts;
+	sigset_t none;
+
+	sigemptyset(&none);
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000;
+	return ppoll(p, n, ms < 0 ? NULL : &ts, &none);
+}
+
+/* Whether a log line can go to fd without waiting. */
+static int os_log_ready(int fd)
+{
+	struct pollfd p;
+
+	p.fd = fd;
+	p.events = POLLOUT;
+	return poll(&p, 1, 0) == 1 && p.revents == POLLOUT;
+}
+
+static int64_t clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Kernels before 3.17 have no getrandom(), which waits until the kernel's
+ * pool is seeded; /dev/urandom never waits. So wait once for /dev/random to
+ * become readable, which it does when the pool has entropy: a router just
+ * after boot must not make predictable keys. Then use /dev/urandom for good.
+ */
+static int urandom_open(void)
+{
+	struct pollfd p;
+	int r, fd = open("/dev/random", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	p.fd = fd;
+	p.events = POLLIN;
+	while ((r = poll(&p, 1, 1000)) <= 0) {
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r == 0)
+			logmsg(NULL, "waiting for the kernel's random pool "
+			       "(/dev/random) before making keys");
+	}
+	close(fd);
+	if (r <= 0)
+		return -1;
+	urandom_fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	return urandom_fd;
+}
+
+static int os_random(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	ssize_t r;
+
+	while (n) {
+		r = -1;
+		errno = ENOSYS;
+#if defined(SYS_getrandom) && !defined(NO_GETRANDOM)
+		if (urandom_fd < 0)
+			r = syscall(SYS_getrandom, p, n, 0);
+#endif
+		if (r < 0 && errno == ENOSYS) {
+			/* Kernels before 3.17: fall back for good. */
+			if (urandom_fd < 0 && urandom_open() < 0)
+				return -1;
+			r = read(urandom_fd, p, n);
+			if (r == 0)
+				return -1;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Handlers only count; the loop (or the supervisor) acts on new counts.
+ * SIGCHLD only wakes the supervisor. */
+static void on_signal(int sig)
+{
+	if (sig == SIGTERM)
+		sig_term++;
+	else if (sig == SIGINT)
+		sig_int++;
+	else if (sig == SIGHUP)
+		sig_hup++;
+	else if (sig == SIGUSR1)
+		sig_usr1++;
+}
+
+/* TERM, INT, HUP, USR1 counted (CHLD wakes the supervisor), PIPE
+ * ignored; the counted ones blocked except inside os_wait() and the
+ * supervisor's wait. */
+static void os_signals(void)
+{
+	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1,
+				      SIGCHLD};
+	struct sigaction sa;
+	sigset_t block;
+	size_t i;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigemptyset(&block);
+	for (i = 0; i < sizeof handled / sizeof handled[0]; i++) {
+		sigaction(handled[i], &sa, NULL);
+		sigaddset(&block, handled[i]);
+	}
+	sigprocmask(SIG_BLOCK, &block, NULL);
+}
+
+/* The counters, shared with the -j workers. */
+static void *os_shared(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED |
+		       MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Connections the fd limit allows (two fds each), after raising the soft
+ * limit to the hard one. */
+static int os_fd_room(void)
+{
+	struct rlimit rl = {1024, 1024};
+	int n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	n = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 ? 1000000 :
+	    (int)rl.rlim_cur;
+	/* 8 + HTTP_MAX: stdio, listeners, /dev/urandom, syslog, metrics */
+	return n > 20 ? (n - 8 - HTTP_MAX) / 2 : 1;
+}
+
+#endif /* POSIX */
+
 /* ==== output ============================================================ */
 
 /*
@@ -516,9 +1069,6 @@ static size_t vfmt(char *out, size_t n, const char *f, va_list ap)
 }
 
 static size_t fmt(char *out, size_t n, const char *f, ...)
-	PRINTF_LIKE(3, 4);
-
-static size_t fmt(char *out, size_t n, const char *f, ...)
 {
 	va_list ap;
 	size_t len;
@@ -557,29 +1107,6 @@ static void say(int fd, const char *f, ...)
 
 /* ==== errors and logging ================================================ */
 
-/* -l syslog: a datagram socket to /dev/log, made again if syslogd has
- * restarted. */
-static int syslog_open(void)
-{
-	struct sockaddr_un a;
-	int fd = socket(AF_UNIX, SOCK_DGRAM, 0), e;
-
-	memset(&a, 0, sizeof a);
-	a.sun_family = AF_UNIX;
-	strcpy(a.sun_path, "/dev/log");
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-		e = errno;
-		close(fd);
-		fd = -1;
-		errno = e;
-	}
-	if (log_syslog && log_fd >= 0)
-		close(log_fd);
-	if (log_syslog || fd >= 0)
-		log_fd = fd;
-	return fd;
-}
-
 /*
  * One line, one write, and never a wait: a line that cannot go at once (a
  * stalled pipe on stderr, a full syslog socket) is dropped and counted, so
@@ -589,7 +1116,6 @@ static int syslog_open(void)
 static void vlog(const struct conn *c, int err, const char *f, va_list ap)
 {
 	char line[512];
-	struct pollfd p;
 	size_t n;
 	ssize_t r = -1;
 
@@ -608,8 +1134,6 @@ static void vlog(const struct conn *c, int err, const char *f, va_list ap)
 	if (n > sizeof line - 2)
 		n = sizeof line - 2;
 	line[n++] = '\n';
-	p.fd = log_fd;
-	p.events = POLLOUT;
 	if (log_syslog) {
 		if (log_fd >= 0)
 			r = send(log_fd, line, n - 1, MSG_DONTWAIT |
@@ -617,7 +1141,7 @@ static void vlog(const struct conn *c, int err, const char *f, va_list ap)
 		if (r < 0 && errno != EAGAIN && syslog_open() >= 0)
 			r = send(log_fd, line, n - 1, MSG_DONTWAIT |
 				 MSG_NOSIGNAL);
-	} else if (poll(&p, 1, 0) == 1 && p.revents == POLLOUT) {
+	} else if (os_log_ready(log_fd)) {
 		r = write(log_fd, line, n);
 	}
 	if (r < 0 && st)
@@ -705,14 +1229,6 @@ static void wipe(void *p, size_t n)
 	memset_v(p, 0, n);
 }
 
-static int64_t clock_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The one parser for numbers from the user: decimal, within [min, max].
  * Returns -1 and says why in errbuf. */
 static int parse_num(const char *s, long min, long max, const char *what,
@@ -740,7 +1256,7 @@ static char *file_read(const char *path, size_t max, size_t *len)
 {
 	char *buf = malloc(max + 1);
 	ssize_t r = 1;
-	int fd = open(path, O_RDONLY), e;
+	int fd = open(path, O_RDONLY | O_BINARY), e;
 
 	*len = 0;
 	while (fd >= 0 && buf && r && *len <= max)
@@ -777,13 +1293,6 @@ static void put_be64(unsigned char *p, uint64_t v)
 
 	for (i = 7; i >= 0; i--, v >>= 8)
 		p[i] = (unsigned char)v;
-}
-
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 /*
@@ -853,66 +1362,6 @@ static const char *addr_str(const struct addrinfo *ai)
 }
 
 /* ==== randomness ======================================================== */
-
-/*
- * Kernels before 3.17 have no getrandom(), which waits until the kernel's
- * pool is seeded; /dev/urandom never waits. So wait once for /dev/random to
- * become readable, which it does when the pool has entropy: a router just
- * after boot must not make predictable keys. Then use /dev/urandom for good.
- */
-static int urandom_open(void)
-{
-	struct pollfd p;
-	int r, fd = open("/dev/random", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	p.fd = fd;
-	p.events = POLLIN;
-	while ((r = poll(&p, 1, 1000)) <= 0) {
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r == 0)
-			logmsg(NULL, "waiting for the kernel's random pool "
-			       "(/dev/random) before making keys");
-	}
-	close(fd);
-	if (r <= 0)
-		return -1;
-	urandom_fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	return urandom_fd;
-}
-
-static int os_random(void *buf, size_t n)
-{
-	unsigned char *p = buf;
-	ssize_t r;
-
-	while (n) {
-		r = -1;
-		errno = ENOSYS;
-#if defined(SYS_getrandom) && !defined(NO_GETRANDOM)
-		if (urandom_fd < 0)
-			r = syscall(SYS_getrandom, p, n, 0);
-#endif
-		if (r < 0 && errno == ENOSYS) {
-			/* Kernels before 3.17: fall back for good. */
-			if (urandom_fd < 0 && urandom_open() < 0)
-				return -1;
-			r = read(urandom_fd, p, n);
-			if (r == 0)
-				return -1;
-		}
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(NO_RDRAND) && \
 	(defined(__GNUC__) || defined(__clang__))
@@ -1597,8 +2046,9 @@ static int selftest(int loud)
 	if (loud)
 		say(1, "selected: aes %s, chacha20 %s, RDRAND %s, OS random "
 		       "%s\n", cipher_code[0], cipher_code[1],
-		       use_rdrand ? "on" : "off", urandom_fd < 0 ?
-		       "getrandom" : "/dev/urandom (after /dev/random)");
+		       use_rdrand ? "on" : "off", WINDOWS ? "BCryptGenRandom" :
+		       urandom_fd < 0 ? "getrandom" :
+		       "/dev/urandom (after /dev/random)");
 	return bad;
 }
 
@@ -2019,7 +2469,7 @@ static int tx_fill(struct conn *c, int readable)
 	}
 	if (!n_iov)
 		return 0;
-	n = readv(c->plain, iov, (int)n_iov);
+	n = os_readv(c->plain, iov, (int)n_iov);
 	if (n < 0) {
 		c->tx.hot = 0;
 		return again() ? 0 : fail(c, "%s: %s", plain_name,
@@ -2106,7 +2556,6 @@ static int rx_waiting(const struct conn *c)
 static int plain_write(struct conn *c)
 {
 	struct iovec iov[64];
-	struct msghdr m;
 	unsigned char *p;
 	size_t at, len, skip, n_iov;
 	ssize_t n;
@@ -2125,10 +2574,7 @@ static int plain_write(struct conn *c)
 		}
 		n = 0;
 		if (n_iov) {
-			memset(&m, 0, sizeof m);
-			m.msg_iov = iov;
-			m.msg_iovlen = n_iov;
-			n = sendmsg(c->plain, &m, MSG_NOSIGNAL);
+			n = os_writev(c->plain, iov, (int)n_iov);
 			if (n < 0)
 				return again() ? 0 : fail(c, "%s: %s",
 							  plain_name,
@@ -2229,6 +2675,7 @@ static int rx_process(struct conn *c)
 	return 0;
 }
 
+#ifndef _WIN32 /* Windows: lookup() is in "platform" */
 /* ==== name lookup ======================================================= */
 
 /*
@@ -2630,6 +3077,8 @@ out:
 	return l;
 }
 
+#endif /* !_WIN32 */
+
 /* Parse host:port, [v6]:port or :port and resolve it; NULL (errbuf says
  * why) when that fails. */
 static struct addrinfo *resolve(const char *arg, int passive, const char *what)
@@ -2793,7 +3242,7 @@ static void close_fd(int fd, int reset)
 		return;
 	if (reset) /* RST, so the far side sees an error, not EOF */
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-	close(fd);
+	sock_close(fd);
 }
 
 /* The one teardown: every error path ends here. */
@@ -2832,7 +3281,7 @@ static int conn_connect_next(struct conn *c, int err)
 	struct target *t;
 
 	if (*slot >= 0) {
-		close(*slot);
+		sock_close(*slot);
 		*slot = -1;
 		c->addr++;
 	}
@@ -2880,7 +3329,7 @@ static int conn_connect_next(struct conn *c, int err)
 		if (fd < 0 || set_tcp_options(fd) < 0) {
 			err = errno;
 			if (fd >= 0)
-				close(fd);
+				sock_close(fd);
 			c->addr++;
 			continue;
 		}
@@ -2894,7 +3343,7 @@ static int conn_connect_next(struct conn *c, int err)
 			return 0;
 		}
 		err = errno;
-		close(fd);
+		sock_close(fd);
 		c->addr++;
 		if (verbose)
 			logmsg(c, "connect: %s", strerror(err));
@@ -3154,7 +3603,7 @@ static struct http {
 
 static void http_close(struct http *h)
 {
-	close(h->fd);
+	sock_close(h->fd);
 	h->fd = -1;
 }
 
@@ -3167,7 +3616,7 @@ static void http_accept(void)
 	for (i = 0; i < HTTP_MAX && http[i].fd >= 0; i++)
 		;
 	if (i == HTTP_MAX || set_nonblock(fd) < 0) {
-		close(fd);
+		sock_close(fd);
 		return;
 	}
 	http[i].fd = fd;
@@ -3261,7 +3710,7 @@ static void accept_new(void)
 		}
 		if (set_tcp_options(fd) < 0) {
 			logmsg(NULL, "accept: %s", strerror(errno));
-			close(fd);
+			sock_close(fd);
 			continue;
 		}
 		if (!IS_CLIENT && (unauth >= (conn_max + 1) / 2 ||
@@ -3285,20 +3734,6 @@ static void accept_new(void)
 	}
 }
 
-/* Handlers only count; the loop (or the supervisor) acts on new counts.
- * SIGCHLD only wakes the supervisor. */
-static void on_signal(int sig)
-{
-	if (sig == SIGTERM)
-		sig_term++;
-	else if (sig == SIGINT)
-		sig_int++;
-	else if (sig == SIGHUP)
-		sig_hup++;
-	else if (sig == SIGUSR1)
-		sig_usr1++;
-}
-
 static void reload(void);
 
 /* The loop's own timers: the SIGTERM drain, -s. */
@@ -3310,15 +3745,12 @@ static int64_t earliest(int64_t next, int64_t t)
 static void run(void)
 {
 	struct conn *c;
-	struct timespec ts;
-	sigset_t unblocked;
 	int64_t next, wait, stats_next = 0;
 	nfds_t nfds, k;
 	short ready[PFD_FIXED]; /* revents of the listeners and requests,
 				 * by -owner - 1 */
 	int i, n, o, hup = 0, usr1 = 0;
 
-	sigemptyset(&unblocked);
 	for (;;) {
 		now = clock_ms();
 		/* SIGTERM: refuse new clients at once (a new instance can
@@ -3330,10 +3762,10 @@ static void run(void)
 			break;
 		if (sig_term && !drain_until) {
 			drain_until = now + cfg.wait_ms;
-			close(listen_fd);
+			sock_close(listen_fd);
 			listen_fd = -1;
 			if (metrics_fd >= 0)
-				close(metrics_fd);
+				sock_close(metrics_fd);
 			metrics_fd = -1;
 			logmsg(NULL, "SIGTERM: accepting no more; %d "
 			       "connections have %ld s to finish", conn_count,
@@ -3380,21 +3812,13 @@ static void run(void)
 		}
 		if (!spare.ready && now >= spare.retry)
 			next = now; /* no wait: make it when nothing is ready */
-		if (next) {
-			wait = next > now ? next - now : 0;
-			ts.tv_sec = (time_t)(wait / 1000);
-			ts.tv_nsec = (long)(wait % 1000) * 1000000;
-		}
-		/* The handled signals are blocked except inside ppoll(), so
-		 * one cannot slip in between the checks above and the wait. */
-		n = ppoll(pfds, nfds, next ? &ts : NULL, &unblocked);
+		wait = !next ? -1 : next > now ? next - now : 0;
+		n = os_wait(pfds, nfds, wait);
 		if (n < 0) {
 			if (errno != EINTR) { /* cannot happen; do not spin,
 					       * and let signals in */
 				logmsg(NULL, "poll: %s", strerror(errno));
-				ts.tv_sec = 1;
-				ts.tv_nsec = 0;
-				ppoll(NULL, 0, &ts, &unblocked);
+				os_wait(NULL, 0, 1000);
 			}
 			continue;
 		}
@@ -3462,7 +3886,7 @@ static int key_from_file(const char *path, unsigned char sk[32],
 	unsigned char b[64];
 	size_t n = 0;
 	ssize_t r = 1;
-	int fd = strcmp(path, "-") ? open(path, O_RDONLY) : 0, e = 0;
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_BINARY) : 0, e = 0;
 
 	while (fd >= 0 && n < sizeof b && r) {
 		r = read(fd, b + n, sizeof b - n);
@@ -3914,6 +4338,9 @@ static int listen_on(const struct addrinfo *ai, int reuse)
 {
 	int fd, err = 0, one = 1;
 
+	reuseport = 0;
+	(void)reuse; /* no SO_REUSEPORT (Windows) */
+
 	for (; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, SOCK_STREAM, 0);
 		if (fd < 0) {
@@ -3930,11 +4357,12 @@ static int listen_on(const struct addrinfo *ai, int reuse)
 		    listen(fd, SOMAXCONN) == 0 && set_nonblock(fd) == 0)
 			return fd;
 		err = errno;
-		close(fd);
+		sock_close(fd);
 	}
 	die(1, "cannot listen: %s", strerror(err));
 }
 
+#ifndef _WIN32 /* Unix only: see "platform" */
 /* No core dumps, and (Linux) not dumpable: no other process of this user
  * can read our memory through /proc or ptrace. Again after setuid(),
  * which may reset it. */
@@ -4196,23 +4624,43 @@ worker:
 	free(born);
 }
 
+#else /* Windows: -u, -d and -j are refused at start (main) */
+
+static void no_dumps(void)
+{
+}
+
+static void drop_privileges(const char *spec)
+{
+	(void)spec;
+}
+
+static void daemonize(void)
+{
+}
+
+static void supervise(int n, const struct addrinfo *ai)
+{
+	(void)n;
+	(void)ai;
+}
+
+static int daemon_ready = -1;
+#endif /* !_WIN32 */
+
 /* ==== main ============================================================== */
 
 int main(int argc, char **argv)
 {
 	struct addrinfo *listen_ai, *metrics_ai = NULL;
 	struct settings scratch;
-	struct sigaction sa;
-	struct rlimit rl = {1024, 1024};
-	sigset_t block;
 	unsigned char probe[16];
 	char what[40], maddr[300];
 	const char *env, *m;
-	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1,
-				      SIGCHLD};
 	int i, fd, fd_room;
 
 	no_dumps(); /* before any secret is in memory */
+	sock_init();
 	memset(&scratch, 0, sizeof scratch);
 	while ((i = next_opt(argc, argv)) >= 0) {
 		if (i == O_HELP)
@@ -4240,8 +4688,8 @@ int main(int argc, char **argv)
 	if ((env && *env && strcmp(env, "0")) || !rdrand_supported())
 		use_rdrand = 0;
 	if (os_random(probe, sizeof probe) < 0)
-		die(1, "no working OS random source (getrandom, /dev/urandom)"
-		       ": refusing to run");
+		die(1, "no working OS random source (%s): refusing to run",
+		    WINDOWS ? "BCryptGenRandom" : "getrandom, /dev/urandom");
 	wipe(probe, sizeof probe);
 	crypto_select();
 	if (cli[O_SELFTEST])
@@ -4260,6 +4708,11 @@ int main(int argc, char **argv)
 	if (settings_load(&cfg) < 0)
 		die(2, "%s", errbuf);
 	settings_use();
+	if (WINDOWS && (cfg.val[O_USER] || cfg.val[O_DAEMON] || cfg.syslog ||
+			cfg.jobs > 1))
+		die(2, "%s is for Unix only, not for Windows", cfg.val[O_USER] ?
+		    "-u" : cfg.val[O_DAEMON] ? "-d" : cfg.syslog ?
+		    "-l syslog" : "-j");
 	if (cfg.syslog || (cfg.val[O_DAEMON] && !cfg.val[O_LOG])) {
 		if (syslog_open() < 0)
 			die(1, "%s: cannot log to syslog (/dev/log): %s%s",
@@ -4281,16 +4734,7 @@ int main(int argc, char **argv)
 			die(2, "%s", errbuf);
 	}
 
-	/* Two fds per connection: take what the hard limit allows. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	fd_room = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 ?
-		  1000000 : (int)rl.rlim_cur;
-	fd_room = fd_room > 20 ? (fd_room - 8 - HTTP_MAX) / 2 : 1;
-	/* 8: stdio, listeners, /dev/urandom, syslog */
+	fd_room = os_fd_room();
 	conn_max = cfg.maxconn ? cfg.maxconn : fd_room < CONN_MAX_DEFAULT ?
 		   fd_room : CONN_MAX_DEFAULT;
 	if (conn_max > fd_room)
@@ -4335,11 +4779,9 @@ int main(int argc, char **argv)
 
 	/* The counters: one row per worker, shared (see struct stats). */
 	stats_rows = cfg.jobs;
-	stats_all = mmap(NULL, (size_t)stats_rows * sizeof *stats_all,
-			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-			 -1, 0);
-	if (stats_all == MAP_FAILED)
-		die(1, "mmap: %s", strerror(errno));
+	stats_all = os_shared((size_t)stats_rows * sizeof *stats_all);
+	if (!stats_all)
+		die(1, "no memory for the counters: %s", strerror(errno));
 	st = stats_all;
 	started = now = clock_ms();
 
@@ -4348,18 +4790,7 @@ int main(int argc, char **argv)
 		close(daemon_ready);
 	}
 
-	/* The handled signals are blocked except inside ppoll() (run, and
-	 * supervise). */
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = on_signal;
-	sigemptyset(&block);
-	for (i = 0; i < (int)COUNT(handled); i++) {
-		sigaction(handled[i], &sa, NULL);
-		sigaddset(&block, handled[i]);
-	}
-	sigprocmask(SIG_BLOCK, &block, NULL);
+	os_signals();
 	if (cfg.jobs > 1)
 		supervise(cfg.jobs, listen_ai); /* returns in the workers */
 	addrs_free(listen_ai);
@@ -4384,7 +4815,7 @@ int main(int argc, char **argv)
 		if (conns[i].state != S_FREE)
 			conn_close(&conns[i], 1);
 	if (listen_fd >= 0)
-		close(listen_fd);
+		sock_close(listen_fd);
 	if (pidfile && !worker_id)
 		unlink(pidfile);
 	wipe(key, sizeof key);
