@@ -3716,7 +3716,10 @@ static void accept_new(void)
 		if (!IS_CLIENT && (unauth >= (conn_max + 1) / 2 ||
 				   conn_count == conn_max))
 			drop_oldest_unauth();
-		c = conn_new();
+		if (!(c = conn_new())) { /* cannot happen: not one dropped */
+			sock_close(fd);
+			return;
+		}
 		if (IS_CLIENT) {
 			c->plain = fd;
 			if (verbose)
