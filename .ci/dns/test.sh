@@ -14,7 +14,7 @@ D=$(pwd)
 if [ -z "${IN_NS:-}" ]; then
 	T=$(mktemp -d) || exit 2
 	trap 'rm -rf "$T"' EXIT
-	sed -n '/^\/\* ==== name lookup =/,/^\/\* Parse host:port/p' \
+	sed -n '/^\/\* ==== name lookup =/,/^#endif \/\* !_WIN32 \*\//p' \
 		"$D/../../gstunnel.c" | sed '$d' >"$T/lookup.c"
 	grep -q '^static struct addrinfo \*lookup(' "$T/lookup.c" ||
 		{ echo "no name lookup section in gstunnel.c"; exit 2; }
