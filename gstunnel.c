@@ -345,60 +345,67 @@ enum {
 #define OPT_VALUE 1 /* takes a value */
 #define OPT_FIXED 2 /* read at start only: SIGHUP leaves it as it was */
 #define OPT_CLI 4   /* command line only: not in a config file */
+#define V OPT_VALUE /* short, for the table only */
+#define F OPT_FIXED
+#define C OPT_CLI
 
 static const struct option {
 	char flag, how;
 	const char *name, *arg, *help; /* help: lines joined by \n */
 } options[O_COUNT] = {
-	{'c', 1, "cipher", "CIPHER", "aes (AES-GCM, the default) or chacha20 "
+	{'c', V, "cipher", "CIPHER", "aes (AES-GCM, the default) or chacha20 "
 	 "(ChaCha20-Poly1305,\nfaster on CPUs without AES instructions: see "
 	 "-B); a server\ngiven -c refuses the other, else it takes the "
 	 "client's"},
-	{'k', 1, "key-file", "FILE", "read KEY from FILE ('-': standard "
+	{'k', V, "key-file", "FILE", "read KEY from FILE ('-': standard "
 	 "input)"},
-	{'f', 7, "config", "FILE", "read options from FILE: 'name value' "
-	 "lines, where name is\nan option's long name (see the README)"},
-	{'j', 3, "workers", "WORKERS", "worker processes, 0: one per CPU "
+	{'f', V | F | C, "config", "FILE", "read options from FILE: "
+	 "'name value' lines, where name is\nan option's long name (see the "
+	 "README)"},
+	{'j', V | F, "workers", "WORKERS", "worker processes, 0: one per CPU "
 	 "(default 1)"},
-	{'n', 3, "maxconn", "MAXCONN", "connections at once, per worker "
+	{'n', V | F, "maxconn", "MAXCONN", "connections at once, per worker "
 	 "(default: fd limit / 2,\nat most 8192)"},
-	{'t', 1, "timeout", "SECONDS", "connect and handshake timeout "
+	{'t', V, "timeout", "SECONDS", "connect and handshake timeout "
 	 "(default 10)"},
-	{'r', 1, "rotate", "SECONDS", "rotate keys after SECONDS of activity, "
+	{'r', V, "rotate", "SECONDS", "rotate keys after SECONDS of activity, "
 	 "0: by volume only\n(default 60)"},
-	{'i', 1, "idle", "SECONDS", "reset a connection idle for SECONDS "
+	{'i', V, "idle", "SECONDS", "reset a connection idle for SECONDS "
 	 "(default 0: never)"},
-	{'w', 1, "wait", "SECONDS", "on SIGTERM, let connections finish for "
+	{'w', V, "wait", "SECONDS", "on SIGTERM, let connections finish for "
 	 "up to SECONDS\n(default 10)"},
-	{'K', 1, "keepalive", "IDLE,INTERVAL,COUNT", "TCP keepalive: probe "
+	{'K', V, "keepalive", "IDLE,INTERVAL,COUNT", "TCP keepalive: probe "
 	 "after IDLE seconds of silence, then every\nINTERVAL; dead after "
 	 "COUNT probes (default 60,10,6); 0: off"},
-	{'s', 1, "stats", "SECONDS", "log a statistics line every SECONDS "
+	{'s', V, "stats", "SECONDS", "log a statistics line every SECONDS "
 	 "(default 0: on SIGUSR1)"},
-	{'m', 3, "metrics", "[HOST:]PORT", "serve the statistics for "
+	{'m', V | F, "metrics", "[HOST:]PORT", "serve the statistics for "
 	 "Prometheus at http://HOST:PORT/metrics\n(HOST: 127.0.0.1 when "
 	 "not given)"},
-	{'l', 3, "log", "WHERE", "stderr or syslog (default stderr; with -d, "
-	 "syslog)"},
-	{'u', 3, "user", "USER[:GROUP]", "after binding, run as USER (and "
+	{'l', V | F, "log", "WHERE", "stderr or syslog (default stderr; "
+	 "with -d, syslog)"},
+	{'u', V | F, "user", "USER[:GROUP]", "after binding, run as USER (and "
 	 "GROUP)"},
-	{'d', 2, "daemon", NULL, "detach and run in the background"},
-	{'p', 3, "pidfile", "FILE", "write the process id to FILE"},
+	{'d', F, "daemon", NULL, "detach and run in the background"},
+	{'p', V | F, "pidfile", "FILE", "write the process id to FILE"},
 	{'v', 0, "verbose", NULL, "verbose: log connections, key rotations, "
 	 "cipher code, and\nevery failure before authentication"},
-	{'g', 6, "genkey", NULL, "print a new random 32-character key and "
+	{'g', F | C, "genkey", NULL, "print a new random 32-character key and "
 	 "exit"},
-	{'S', 6, "selftest", NULL, "run the crypto self-test on every "
+	{'S', F | C, "selftest", NULL, "run the crypto self-test on every "
 	 "implementation and exit"},
-	{'B', 6, "bench", NULL, "measure each cipher implementation's speed "
-	 "here and exit"},
-	{'V', 6, "version", NULL, "print the version and exit"},
-	{'h', 6, "help", NULL, "print this help and exit"},
-	{0, 3, "listen", "LISTEN", NULL},
-	{0, 1, IS_CLIENT ? "server" : "target", IS_CLIENT ? "SERVER" :
+	{'B', F | C, "bench", NULL, "measure each cipher implementation's "
+	 "speed here and exit"},
+	{'V', F | C, "version", NULL, "print the version and exit"},
+	{'h', F | C, "help", NULL, "print this help and exit"},
+	{0, V | F, "listen", "LISTEN", NULL},
+	{0, V, IS_CLIENT ? "server" : "target", IS_CLIENT ? "SERVER" :
 	 "TARGET", NULL},
-	{0, 1, "key", "KEY", NULL},
+	{0, V, "key", "KEY", NULL},
 };
+#undef V
+#undef F
+#undef C
 
 /*
  * The settings: each option's value as given (NULL: not given), and the
@@ -2252,8 +2259,9 @@ static int server_handshake(struct conn *c)
 						 strerror(errno));
 	c->hs_len = (unsigned char)(c->hs_len + n);
 	if (c->state == S_HELLO && p[0] != PROTO_VERSION) /* at once */
-		return c->why = W_AUTH, fail(c, "bad hello: protocol version %u, we speak %u",
-			    p[0], PROTO_VERSION);
+		return c->why = W_AUTH, fail(c, "bad hello: protocol version "
+						 "%u, we speak %u", p[0],
+						 PROTO_VERSION);
 	if (c->hs_len < need)
 		return 0;
 	c->hs_len = 0;
@@ -2637,9 +2645,10 @@ static int rx_process(struct conn *c)
 		if (c->recv.seq == UINT64_MAX - 1)
 			return fail(c, "record numbers exhausted");
 		if (rec_open(&c->recv, p, len) < 0)
-			return c->why = W_AUTH, fail(c, "authentication failed: record %llu "
-				    "does not verify (tampered?)",
-				    (unsigned long long)c->recv.seq - 1);
+			return c->why = W_AUTH, fail(c, "authentication "
+				"failed: record %llu does not verify "
+				"(tampered?)",
+				(unsigned long long)c->recv.seq - 1);
 		c->rx.off += REC_HEAD + len + REC_TAG;
 		type = p[2];
 		len--;
@@ -3429,9 +3438,9 @@ static void conn_pump(struct conn *c, short plain_ev, short link_ev)
 		r = tx_flush(c);
 	if (r == 0 && (c->flags & F_LINK_EOF) && !rx_waiting(c) &&
 	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
-		r = (c->why = c->state == S_OPEN ? W_RESET : W_AUTH, fail(c, "%s", c->state == S_OPEN ?
-			 "link closed without end of stream (truncated)" :
-			 hs_closed));
+		r = (c->why = c->state == S_OPEN ? W_RESET : W_AUTH,
+		     fail(c, "%s", c->state == S_OPEN ? "link closed "
+			  "without end of stream (truncated)" : hs_closed));
 	if (r == 0 && (c->flags & F_LINK_EOF) && !(c->flags & F_TX_EOF))
 		r = fail(c, "link closed by the peer while we were sending");
 	if (r < 0) {
