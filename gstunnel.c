@@ -417,10 +417,16 @@ struct settings {
 	const char *val[O_COUNT];
 	unsigned long owned;
 	const struct cipher *cipher;
-	int jobs, maxconn, timeout_ms, ka[3], syslog;
-	int64_t rotate_ms, idle_ms, wait_ms, stats_ms;
+	long num[O_COUNT]; /* the numbers: seconds, counts */
+	int ka[3], syslog;
 };
 static struct settings cfg;
+
+/* Option i's value (seconds) in milliseconds. */
+static int64_t ms(int i)
+{
+	return (int64_t)cfg.num[i] * 1000;
+}
 static const char *cli[O_COUNT]; /* the command line's values */
 static char errbuf[320];         /* why the last parse failed */
 
@@ -3472,7 +3478,7 @@ static void conn_timeout(struct conn *c)
 	} else {
 		c->why = W_TIMEOUT;
 		r = c->state == S_OPEN ? fail(c, "idle for %ld s (-i)",
-					      (long)(cfg.idle_ms / 1000)) :
+					      (long)(ms(O_IDLE) / 1000)) :
 		    fail(c, "handshake timed out");
 	}
 	if (r < 0)
@@ -3769,11 +3775,11 @@ static void run(void)
 		 * bind the port), let the open connections finish for up to
 		 * -w seconds, then reset the rest. A second SIGTERM, or
 		 * SIGINT, resets them at once. */
-		if (sig_int || sig_term > 1 || (sig_term && (!cfg.wait_ms ||
+		if (sig_int || sig_term > 1 || (sig_term && (!ms(O_WAIT) ||
 			!conn_count || (drain_until && now >= drain_until))))
 			break;
 		if (sig_term && !drain_until) {
-			drain_until = now + cfg.wait_ms;
+			drain_until = now + ms(O_WAIT);
 			sock_close(listen_fd);
 			listen_fd = -1;
 			if (metrics_fd >= 0)
@@ -3781,7 +3787,7 @@ static void run(void)
 			metrics_fd = -1;
 			logmsg(NULL, "SIGTERM: accepting no more; %d "
 			       "connections have %ld s to finish", conn_count,
-			       (long)(cfg.wait_ms / 1000));
+			       (long)(ms(O_WAIT) / 1000));
 		}
 		if (sig_hup != hup) {
 			hup = sig_hup;
@@ -3794,8 +3800,8 @@ static void run(void)
 			stats_log();
 			stats_next = 0;
 		}
-		if (!worker_id && cfg.stats_ms && !stats_next)
-			stats_next = now + cfg.stats_ms;
+		if (!worker_id && ms(O_STATS) && !stats_next)
+			stats_next = now + ms(O_STATS);
 		next = earliest(drain_until, stats_next);
 		nfds = 0;
 		if (listen_fd >= 0 && (conn_count < conn_max || unauth)) {
@@ -3819,8 +3825,8 @@ static void run(void)
 			unauth += c->state == S_HELLO || c->state == S_FINISH;
 			conn_events(c, i, &nfds);
 			next = earliest(next, c->deadline);
-			if (cfg.idle_ms && c->state == S_OPEN)
-				next = earliest(next, c->active + cfg.idle_ms);
+			if (ms(O_IDLE) && c->state == S_OPEN)
+				next = earliest(next, c->active + ms(O_IDLE));
 		}
 		if (!spare.ready && now >= spare.retry)
 			next = now; /* no wait: make it when nothing is ready */
@@ -3854,8 +3860,8 @@ static void run(void)
 			if (c->plain_rev || c->link_rev)
 				conn_pump(c, c->plain_rev, c->link_rev);
 			else if ((c->deadline && now >= c->deadline) ||
-				 (cfg.idle_ms && c->state == S_OPEN &&
-				  now >= c->active + cfg.idle_ms))
+				 (ms(O_IDLE) && c->state == S_OPEN &&
+				  now >= c->active + ms(O_IDLE)))
 				conn_timeout(c);
 		}
 		for (i = 0; i < HTTP_MAX; i++) {
@@ -4034,34 +4040,17 @@ static int opt_set(struct settings *s, int i, const char *v, const char *what)
 	int k;
 
 	s->val[i] = v;
-	if (most[i] && parse_num(v, i == O_MAXCONN || i == O_TIMEOUT, most[i],
-				 what, &n) < 0)
-		return -1;
+	if (most[i]) {
+		if (parse_num(v, i == O_MAXCONN || i == O_TIMEOUT, most[i],
+			      what, &n) < 0)
+			return -1;
+		s->num[i] = i == O_WORKERS && !n ? cpu_count() : n;
+		return 0;
+	}
 	switch (i) {
 	case O_CIPHER:
 		if (!(s->cipher = cipher_by_name(v)))
 			break;
-		return 0;
-	case O_WORKERS:
-		s->jobs = n ? (int)n : cpu_count();
-		return 0;
-	case O_MAXCONN:
-		s->maxconn = (int)n;
-		return 0;
-	case O_TIMEOUT:
-		s->timeout_ms = (int)n * 1000;
-		return 0;
-	case O_ROTATE:
-		s->rotate_ms = n * 1000;
-		return 0;
-	case O_IDLE:
-		s->idle_ms = n * 1000;
-		return 0;
-	case O_WAIT:
-		s->wait_ms = n * 1000;
-		return 0;
-	case O_STATS:
-		s->stats_ms = n * 1000;
 		return 0;
 	case O_KEEPALIVE: /* 0, or IDLE,INTERVAL,COUNT */
 		fmt(ka, sizeof ka, "%s", v);
@@ -4178,10 +4167,10 @@ static int settings_load(struct settings *s)
 
 	memset(s, 0, sizeof *s);
 	s->cipher = &ciphers[0];
-	s->jobs = 1;
-	s->timeout_ms = TIMEOUT_DEFAULT * 1000;
-	s->rotate_ms = ROTATE_DEFAULT * 1000;
-	s->wait_ms = WAIT_DEFAULT * 1000;
+	s->num[O_WORKERS] = 1;
+	s->num[O_TIMEOUT] = TIMEOUT_DEFAULT;
+	s->num[O_ROTATE] = ROTATE_DEFAULT;
+	s->num[O_WAIT] = WAIT_DEFAULT;
 	s->ka[0] = 60;
 	s->ka[1] = 10;
 	s->ka[2] = 6;
@@ -4216,8 +4205,8 @@ static int settings_load(struct settings *s)
 static void settings_use(void)
 {
 	verbose = cfg.val[O_VERBOSE] != NULL;
-	timeout_ms = cfg.timeout_ms;
-	rotate_ms = cfg.rotate_ms;
+	timeout_ms = (int)ms(O_TIMEOUT);
+	rotate_ms = ms(O_ROTATE);
 	cipher = cfg.cipher;
 	cipher_forced = cfg.val[O_CIPHER] != NULL;
 }
@@ -4618,8 +4607,8 @@ static void supervise(int n, const struct addrinfo *ai)
 			stats_log();
 			stats_next = 0;
 		}
-		if (cfg.stats_ms && !stats_next)
-			stats_next = now + cfg.stats_ms;
+		if (ms(O_STATS) && !stats_next)
+			stats_next = now + ms(O_STATS);
 		/* wait for SIGCHLD, a signal to pass on, or the -s timer;
 		 * a fork that failed is tried again after a second */
 		t = live < n && !sig_term && !sig_int ? 1000 : stats_next ?
@@ -4721,7 +4710,7 @@ int main(int argc, char **argv)
 		die(2, "%s", errbuf);
 	settings_use();
 	if (WINDOWS && (cfg.val[O_USER] || cfg.val[O_DAEMON] || cfg.syslog ||
-			cfg.jobs > 1))
+			(int)cfg.num[O_WORKERS] > 1))
 		die(2, "%s is for Unix only, not for Windows", cfg.val[O_USER] ?
 		    "-u" : cfg.val[O_DAEMON] ? "-d" : cfg.syslog ?
 		    "-l syslog" : "-j");
@@ -4747,14 +4736,14 @@ int main(int argc, char **argv)
 	}
 
 	fd_room = os_fd_room();
-	conn_max = cfg.maxconn ? cfg.maxconn : fd_room < CONN_MAX_DEFAULT ?
+	conn_max = cfg.num[O_MAXCONN] ? (int)cfg.num[O_MAXCONN] : fd_room < CONN_MAX_DEFAULT ?
 		   fd_room : CONN_MAX_DEFAULT;
 	if (conn_max > fd_room)
 		logmsg(NULL, "warning: -n %d needs more fds than the limit "
 		       "allows (%d connections); accepting will pause at the "
 		       "limit", conn_max, fd_room);
 
-	listen_fd = listen_on(listen_ai, cfg.jobs > 1);
+	listen_fd = listen_on(listen_ai, (int)cfg.num[O_WORKERS] > 1);
 	if (metrics_ai)
 		metrics_fd = listen_on(metrics_ai, 0);
 	if (verbose) {
@@ -4790,7 +4779,7 @@ int main(int argc, char **argv)
 		drop_privileges(cfg.val[O_USER]);
 
 	/* The counters: one row per worker, shared (see struct stats). */
-	stats_rows = cfg.jobs;
+	stats_rows = (int)cfg.num[O_WORKERS];
 	stats_all = os_shared((size_t)stats_rows * sizeof *stats_all);
 	if (!stats_all)
 		die(1, "no memory for the counters: %s", strerror(errno));
@@ -4803,8 +4792,8 @@ int main(int argc, char **argv)
 	}
 
 	os_signals();
-	if (cfg.jobs > 1)
-		supervise(cfg.jobs, listen_ai); /* returns in the workers */
+	if ((int)cfg.num[O_WORKERS] > 1)
+		supervise((int)cfg.num[O_WORKERS], listen_ai); /* returns in the workers */
 	addrs_free(listen_ai);
 	if (metrics_ai)
 		addrs_free(metrics_ai);

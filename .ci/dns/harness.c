@@ -1,89 +1,16 @@
-/* Test driver: stand-ins for gstunnel.c's helpers, then lookup.c.
+/*
+ * .ci/dns's driver: the whole of gstunnel.c (its main() renamed), so that
+ * the resolver is tested with the real helpers, and a main() that prints
+ * what lookup() returns. Build it with -DCLIENT and -lbearssl.
  * ./lk HOST PORT [passive] prints "inet|inet6 ADDR PORT" lines, or
- * "error: ..." and exits 1. Only this file uses stdio. */
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <stdarg.h>
-#include <stdint.h>
+ * "error: ..." and exits 1. Only this file uses stdio.
+ */
+#define main gstunnel_main
+#include "../../gstunnel.c"
+#undef main
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 
-static char errbuf[320];
-
-static size_t fmt(char *out, size_t n, const char *f, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static size_t fmt(char *out, size_t n, const char *f, ...)
-{
-	va_list ap;
-	int r;
-
-	va_start(ap, f);
-	r = vsnprintf(out, n, f, ap);
-	va_end(ap);
-	return r < 0 ? 0 : (size_t)r;
-}
-
-static int rnd(void *out, size_t n)
-{
-	int fd = open("/dev/urandom", O_RDONLY);
-	ssize_t r = fd < 0 ? -1 : read(fd, out, n);
-
-	if (fd >= 0)
-		close(fd);
-	return r == (ssize_t)n ? 0 : -1;
-}
-
-static int64_t clock_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *file_read(const char *path, size_t max, size_t *len)
-{
-	char *buf = malloc(max + 1);
-	ssize_t r = 1;
-	int fd = open(path, O_RDONLY), e;
-
-	*len = 0;
-	while (fd >= 0 && buf && r && *len <= max)
-		if ((r = read(fd, buf + *len, max + 1 - *len)) > 0)
-			*len += (size_t)r;
-		else if (r < 0 && errno != EINTR)
-			break;
-	e = errno;
-	if (fd >= 0)
-		close(fd);
-	if (fd < 0 || r < 0 || !buf || *len > max) {
-		fmt(errbuf, sizeof errbuf, "cannot read '%s': %s", path,
-		    *len > max ? "too large" : strerror(e));
-		free(buf);
-		return NULL;
-	}
-	buf[*len] = 0;
-	return buf;
-}
-
-static int set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-#include LOOKUP_SRC
+int gstunnel_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
