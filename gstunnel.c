@@ -66,6 +66,12 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
+#if defined(__linux__) && !defined(USE_POLL)
+#define EPOLL 1 /* the loop waits with epoll; -DUSE_POLL: with poll() */
+#include <sys/epoll.h>
+#else
+#define EPOLL 0
+#endif
 
 #include <bearssl.h>
 
@@ -169,6 +175,7 @@ enum rec_type {
 
 enum conn_state {
 	S_FREE,    /* slot unused: both fds -1 */
+	S_RESOLVE, /* waiting for the name of SERVER or TARGET (see target) */
 	S_CONNECT, /* outbound connect in progress (client: link, server: plain) */
 	S_HELLO,   /* client: hello sent, waiting for the server's; server:
 		    * waiting for the client hello */
@@ -198,6 +205,26 @@ struct buf {
 };
 
 struct dir;
+struct conn;
+
+/*
+ * Timers are lists, not scans: every timer of one list has the same length,
+ * so a list kept in the order its entries were put in (at its tail) is also
+ * in the order they expire, and the head is the next to go. Insert, remove
+ * and "what is next" are O(1). A connection has two links: ln[0] puts it on
+ * one of the queues (its connect, handshake or closing wait), ln[1] on the
+ * idle list while it is open, or on a name's waiters while it resolves.
+ */
+struct link {
+	struct conn *prev, *next;
+	struct list *on; /* the list it is on; NULL: none */
+	int64_t at;      /* when it was put at the tail (ms) */
+};
+
+struct list {
+	struct conn *head, *tail;
+	int n;
+};
 
 /* A cipher is a row of the table `ciphers`: its name for -c, its id on the
  * wire, its traffic key length (0: the KEY's), and its code. use() selects
@@ -247,12 +274,12 @@ struct dir {
 struct conn {
 	int plain, link;
 	unsigned char state, hs_len;
-	short plain_rev, link_rev; /* what poll() said this round */
+	unsigned char ev[2];  /* the interest registered for plain, link */
+	unsigned char rev[2]; /* what the wait found for them (IO_*) */
 	unsigned flags;
 	unsigned long id;
 	int64_t since;    /* when accepted (ms on the monotonic clock) */
-	int64_t deadline; /* when the current wait times out; 0: none */
-	int64_t active;   /* when data last moved (for -i) */
+	struct link ln[2]; /* see struct link */
 	/* the outbound connect: address addr of targets[target], the
 	 * targets tried so far, and the list's generation (see targets) */
 	short target, addr;
@@ -276,12 +303,22 @@ struct conn {
 /* conn.why: the reason a failed connection is counted under */
 enum { W_RESET, W_AUTH, W_CONNECT, W_TIMEOUT };
 
-/* One address of SERVER or TARGET (see conn_connect_next). */
+struct query;
+
+/* One address of SERVER or TARGET (see conn_connect_next). Its name is
+ * looked up in the loop (target_lookup): connections that need the answer
+ * wait on waiters, everything else goes on. */
 struct target {
 	char *spec;          /* host:port as given */
-	struct addrinfo *ai; /* what it resolved to */
+	char *host;          /* its host part */
+	unsigned port;
+	struct addrinfo *ai; /* the last addresses it resolved to, or NULL */
+	struct query *q;     /* a lookup under way, or NULL */
+	struct list waiters; /* connections waiting for q (ln[1]) */
 	int64_t down_until;  /* skipped until then, after a failure */
 	int backoff_ms;      /* the next rest: 1 s, doubling to 60 s */
+	int64_t lookup_at;   /* no addresses: look it up again then */
+	int lookup_ms;       /* and the rest after that */
 	int stale;           /* every address failed: resolve it again */
 };
 
@@ -312,6 +349,7 @@ static void logmsg(const struct conn *c, const char *fmt, ...)
 	PRINTF_LIKE(2, 3);
 static int fail(struct conn *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void conn_close(struct conn *c, int reset);
+static void conn_open(struct conn *c);
 static int conn_connect_next(struct conn *c, int err);
 static int rx_process(struct conn *c);
 
@@ -430,18 +468,31 @@ static int64_t ms(int i)
 static const char *cli[O_COUNT]; /* the command line's values */
 static char errbuf[320];         /* why the last parse failed */
 
-static struct conn *conns;   /* the connection table, conn_max slots */
-/* One entry per fd that has interest: first the listeners and the metrics
- * requests, then the connections in slot order. pfd_owner[k] = 2 * slot +
- * (0 for plain, 1 for link), or for the others one of PFD_LISTEN,
- * PFD_METRICS, PFD_HTTP - i (http[i]).
- * Only fds with interest are listed, so nfds never exceeds the fd limit
- * (poll() refuses more), whatever -n says. */
-static struct pollfd *pfds;
-static int *pfd_owner;
-static int conn_max, conn_count, conn_high; /* slots >= conn_high are free */
+/* The connection table: conn_max slots; those from conn_high on were
+ * never used, and free_conns chains the freed ones (through ln[0].next). */
+static struct conn *conns, *free_conns;
+static struct conn **ready; /* the loop's: those with events this round */
+static int conn_max, conn_count, conn_high;
 static unsigned long conn_ids;
 static int listen_fd = -1, metrics_fd = -1;
+static unsigned char listen_ev, metrics_ev; /* their interest */
+
+/* The queues of ln[0] (see struct link): connect (-t; Q_RETRY: out of
+ * fds, try again shortly), handshake (-t; on the server, the connections
+ * not yet authenticated) and the server's wait for the client's FIN after
+ * both EOFs (-t). The idle list (ln[1]) holds every open connection, the
+ * least recently active first (-i). */
+enum { Q_CONNECT, Q_RETRY, Q_HANDSHAKE, Q_CLOSING, Q_COUNT };
+static struct list queues[Q_COUNT], idle_list;
+
+/* Event tokens: what an fd is to the loop (see "events"). A connection's
+ * are TOK_CONN + 2 * slot + 0 (plain) or 1 (link); a lookup's sockets
+ * TOK_DNS + 2 * target + 0 (IPv4) or 1 (IPv6). */
+enum { TOK_LISTEN, TOK_METRICS, TOK_HTTP, TOK_DNS = TOK_HTTP + HTTP_MAX,
+       TOK_CONN = TOK_DNS + 2 * TARGETS_MAX };
+#define IO_IN 1  /* readable, or interest in it */
+#define IO_OUT 2 /* writable */
+#define IO_ERR 4 /* an error or hang-up: reported, never asked for */
 /* SERVER (client) or TARGET (server): n_targets addresses. A reload that
  * changes the list makes a new one and a new targets_gen. */
 static struct target *targets;
@@ -708,8 +759,8 @@ static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
 			FD_SET(p[k].fd, &e);
 		}
 	}
-	tv.tv_sec = (long)(ms / 1000);
-	tv.tv_usec = (long)(ms % 1000) * 1000;
+	tv.tv_sec = (long)ms / 1000;
+	tv.tv_usec = (long)ms % 1000 * 1000;
 	if (select(0, &r, &w, &e, &tv) == SOCKET_ERROR)
 		return wsa_fail();
 	for (k = 0; k < n; k++) {
@@ -789,6 +840,60 @@ static struct addrinfo *lookup(const char *host, unsigned port, int passive)
 }
 #define addrs_free freeaddrinfo
 
+/* Lookups: getaddrinfo() in place of the query of "name lookup", so a
+ * lookup is done at once (and holds the loop while Windows' resolver
+ * works); the rest of that interface is never reached. */
+struct query {
+	int fd[2];
+	unsigned char ev[2];
+	int tok;
+	struct addrinfo *l;
+};
+
+static int lookup_literal(const char *s, void *a)
+{
+	if (inet_pton(AF_INET, s, a) == 1)
+		return AF_INET;
+	return inet_pton(AF_INET6, s, a) == 1 ? AF_INET6 : 0;
+}
+
+static int host_ok(const char *host)
+{
+	return *host && strlen(host) < 254;
+}
+
+static int query_start(struct query **out, const char *host, unsigned port,
+		       int passive, struct addrinfo **l)
+{
+	*out = NULL;
+	*l = lookup(host, port, passive);
+	return 0;
+}
+
+static void query_read(struct query *d, int k)
+{
+	(void)d;
+	(void)k;
+}
+
+static int query_step(struct query *d, int64_t t)
+{
+	(void)d;
+	(void)t;
+	return 0;
+}
+
+static int64_t query_next(const struct query *d)
+{
+	(void)d;
+	return 0;
+}
+
+static void query_free(struct query *d)
+{
+	free(d);
+}
+
 static int syslog_open(void)
 {
 	return -1;
@@ -860,9 +965,11 @@ static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
 	struct timespec ts;
 	sigset_t none;
 
+	int w = ms > INT_MAX ? INT_MAX : (int)ms;
+
 	sigemptyset(&none);
-	ts.tv_sec = (time_t)(ms / 1000);
-	ts.tv_nsec = (long)(ms % 1000) * 1000000;
+	ts.tv_sec = w / 1000;
+	ts.tv_nsec = (long)(w % 1000) * 1000000;
 	return ppoll(p, n, ms < 0 ? NULL : &ts, &none);
 }
 
@@ -1010,7 +1117,166 @@ static int os_fd_room(void)
 
 #endif /* POSIX */
 
+/* ==== events ============================================================ */
+
+/*
+ * The loop's one interface to the system's wait: ev_set() changes what
+ * an fd waits for, ev_wait() waits and lists what is ready in evs[] as
+ * tokens (see TOK_*) with IO_* bits. Interest is changed only when it
+ * changes (the caller keeps what is registered in *cur), never rebuilt
+ * per wakeup; an fd with no interest is not in the set at all, since
+ * both backends report a hang-up whatever is asked. Every fd leaves the
+ * set (ev_set 0) before it is closed: a listener shared by -j workers
+ * would otherwise stay in an epoll set after its close.
+ *
+ * epoll (Linux, the default there): each wakeup costs what is ready.
+ * poll() (elsewhere, and with -DUSE_POLL): the set is an array of pollfds
+ * kept in place (tok_at[] finds a token's entry; the last one fills a
+ * hole), but the kernel still looks at every fd in it, and so does the
+ * scan for what is ready: each wakeup costs what is open. On Windows
+ * os_wait() is select().
+ */
+#define EV_BATCH 256 /* events taken from one epoll wait */
+
+struct event {
+	int tok;
+	unsigned char rev;
+};
+static struct event *evs; /* ev_cap of them */
+static int ev_cap;
+
+#if EPOLL
+static int ep_fd = -1;
+static struct epoll_event *ep_evs;
+
+static int ev_init(int n_tok)
+{
+	(void)n_tok;
+	ep_fd = epoll_create(64); /* not epoll_create1: kernels before 2.6.27 */
+	evs = calloc(ev_cap = EV_BATCH, sizeof *evs);
+	ep_evs = calloc(EV_BATCH, sizeof *ep_evs);
+	if (ep_fd < 0 || !evs || !ep_evs)
+		return -1;
+	return fcntl(ep_fd, F_SETFD, FD_CLOEXEC);
+}
+
+static int ev_set(int fd, int tok, unsigned char *cur, unsigned want)
+{
+	struct epoll_event e;
+	int op = !want ? EPOLL_CTL_DEL : *cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+
+	if (*cur == want)
+		return 0;
+	memset(&e, 0, sizeof e);
+	e.events = (want & IO_IN ? EPOLLIN : 0) | (want & IO_OUT ? EPOLLOUT : 0);
+	e.data.u32 = (uint32_t)tok;
+	if (epoll_ctl(ep_fd, op, fd, &e) < 0 && op != EPOLL_CTL_DEL)
+		return -1;
+	*cur = (unsigned char)want;
+	return 0;
+}
+
+/* ms < 0: forever. The handled signals are blocked except in here (see
+ * os_signals), so one cannot slip in between the loop's checks and the
+ * wait. */
+static int ev_wait(int64_t ms)
+{
+	sigset_t none;
+	unsigned e;
+	int i, n;
+
+	sigemptyset(&none);
+	n = epoll_pwait(ep_fd, ep_evs, EV_BATCH, ms < 0 ? -1 : ms > INT_MAX ?
+			INT_MAX : (int)ms, &none);
+	for (i = 0; i < n; i++) {
+		e = ep_evs[i].events;
+		evs[i].tok = (int)ep_evs[i].data.u32;
+		evs[i].rev = (unsigned char)((e & EPOLLIN ? IO_IN : 0) |
+					     (e & EPOLLOUT ? IO_OUT : 0) |
+					     (e & (EPOLLERR | EPOLLHUP) ? IO_ERR :
+					      0));
+	}
+	return n;
+}
+#else
+static struct pollfd *pfds; /* npfd entries in use */
+static int *pfd_tok, *tok_at, npfd;
+
+static int ev_init(int n_tok)
+{
+	int i;
+
+	pfds = calloc((size_t)n_tok, sizeof *pfds);
+	pfd_tok = calloc((size_t)n_tok, sizeof *pfd_tok);
+	tok_at = calloc((size_t)n_tok, sizeof *tok_at);
+	evs = calloc((size_t)(ev_cap = n_tok), sizeof *evs);
+	if (!pfds || !pfd_tok || !tok_at || !evs)
+		return -1;
+	for (i = 0; i < n_tok; i++)
+		tok_at[i] = -1;
+	return 0;
+}
+
+static int ev_set(int fd, int tok, unsigned char *cur, unsigned want)
+{
+	int k = tok_at[tok];
+
+	if (*cur == want)
+		return 0;
+	if (!want) { /* the last entry fills the hole */
+		pfds[k] = pfds[--npfd];
+		pfd_tok[k] = pfd_tok[npfd];
+		tok_at[pfd_tok[k]] = k;
+		tok_at[tok] = -1;
+	} else {
+		if (k < 0) {
+			k = tok_at[tok] = npfd++;
+			pfd_tok[k] = tok;
+			pfds[k].fd = fd;
+		}
+		pfds[k].events = (short)((want & IO_IN ? POLLIN : 0) |
+					 (want & IO_OUT ? POLLOUT : 0));
+	}
+	*cur = (unsigned char)want;
+	return 0;
+}
+
+static int ev_wait(int64_t ms)
+{
+	int k, n = os_wait(pfds, (nfds_t)npfd, ms), got = 0;
+	short r;
+
+	for (k = 0; k < npfd && got < n; k++)
+		if ((r = pfds[k].revents)) {
+			evs[got].tok = pfd_tok[k];
+			evs[got++].rev = (unsigned char)(
+				(r & POLLIN ? IO_IN : 0) | (r & POLLOUT ? IO_OUT :
+							    0) |
+				(r & (POLLERR | POLLHUP | POLLNVAL) ? IO_ERR : 0));
+		}
+	return n < 0 ? n : got;
+}
+#endif
+
 /* ==== output ============================================================ */
+
+/* *u / d for d < 65536, returning the remainder: by 16-bit steps, so that
+ * a 32-bit CPU divides with its own instructions, not with libgcc's 64-bit
+ * division (4 KB of a static MIPS binary). */
+static unsigned udiv(unsigned long long *u, unsigned d)
+{
+	unsigned long long q = 0;
+	unsigned long r = 0, cur;
+	int i;
+
+	for (i = 48; i >= 0; i -= 16) {
+		cur = r << 16 | (unsigned long)(*u >> i & 0xffff);
+		q |= (unsigned long long)(cur / d) << i;
+		r = cur % d;
+	}
+	*u = q;
+	return (unsigned)r;
+}
 
 /*
  * A small formatter instead of stdio's printf, whose floating-point code
@@ -1059,9 +1325,9 @@ static size_t vfmt(char *out, size_t n, const char *f, va_list ap)
 				neg = 0;
 			}
 			do
-				*--s = "0123456789abcdef"[u % (*f == 'x' ? 16 :
-							       10)];
-			while (u /= *f == 'x' ? 16 : 10);
+				*--s = "0123456789abcdef"[*f == 'x' ?
+					(unsigned)(u & 15) : udiv(&u, 10)];
+			while (*f == 'x' ? (u >>= 4) : u);
 			if (neg)
 				*--s = '-';
 		} else {
@@ -1233,6 +1499,39 @@ static int auth_fail(struct conn *c, const char *what)
 }
 
 /* ==== small helpers ===================================================== */
+
+/* The earlier of two times, 0 meaning none. */
+static int64_t earliest(int64_t next, int64_t t)
+{
+	return t && (!next || t < next) ? t : next;
+}
+
+/* Take c off the list its link w is on, if any (see struct link). */
+static void list_del(struct conn *c, int w)
+{
+	struct link *k = &c->ln[w];
+
+	if (!k->on)
+		return;
+	*(k->prev ? &k->prev->ln[w].next : &k->on->head) = k->next;
+	*(k->next ? &k->next->ln[w].prev : &k->on->tail) = k->prev;
+	k->on->n--;
+	memset(k, 0, sizeof *k);
+}
+
+/* Put c at the tail of l, as of now (off any other list first). */
+static void list_put(struct list *l, struct conn *c, int w)
+{
+	struct link *k = &c->ln[w];
+
+	list_del(c, w);
+	k->on = l;
+	k->at = now;
+	k->prev = l->tail;
+	*(l->tail ? &l->tail->ln[w].next : &l->head) = c;
+	l->tail = c;
+	l->n++;
+}
 
 /* memset through a volatile pointer: the compiler cannot drop the wipe. */
 static void *(*const volatile memset_v)(void *, int, size_t) = memset;
@@ -1484,34 +1783,57 @@ static void hkdf(void *out, size_t n, const void *salt, size_t salt_len,
 }
 
 /* PBKDF2-HMAC-SHA256 (RFC 8018), one 32-byte block: the XOR of U1..Uc,
- * U1 = HMAC(pw, salt || 0x00000001), Ui = HMAC(pw, Ui-1). BearSSL's key
- * context keeps the padded key's hash state, so a round is two SHA-256
- * blocks. */
+ * U1 = HMAC(pw, salt || 0x00000001), Ui = HMAC(pw, Ui-1), in steps, so
+ * that a reload can stretch a new KEY between the loop's events (see
+ * reload_step). BearSSL's key context keeps the padded key's hash state,
+ * so a round is two SHA-256 blocks. */
+struct kdf {
+	br_hmac_key_context kc;
+	unsigned char u[32], out[32];
+	unsigned long left; /* rounds still to run */
+};
+
+static void kdf_start(struct kdf *k, const void *pw, size_t pw_len,
+		      const void *salt, size_t salt_len, unsigned long rounds)
+{
+	br_hmac_context h;
+
+	br_hmac_key_init(&k->kc, &br_sha256_vtable, pw, pw_len);
+	br_hmac_init(&h, &k->kc, 0);
+	br_hmac_update(&h, salt, salt_len);
+	br_hmac_update(&h, "\0\0\0\1", 4);
+	br_hmac_out(&h, k->u);
+	memcpy(k->out, k->u, 32);
+	k->left = rounds - 1;
+	wipe(&h, sizeof h);
+}
+
+/* Up to n more rounds; 1 when all are done (the result in k->out). */
+static int kdf_run(struct kdf *k, unsigned long n)
+{
+	br_hmac_context h;
+	size_t i;
+
+	for (; n && k->left; n--, k->left--) {
+		br_hmac_init(&h, &k->kc, 0);
+		br_hmac_update(&h, k->u, 32);
+		br_hmac_out(&h, k->u);
+		for (i = 0; i < 32; i++)
+			k->out[i] ^= k->u[i];
+	}
+	wipe(&h, sizeof h);
+	return !k->left;
+}
+
 static void pbkdf2(unsigned char out[32], const void *pw, size_t pw_len,
 		   const void *salt, size_t salt_len, unsigned long rounds)
 {
-	br_hmac_key_context kc;
-	br_hmac_context h;
-	unsigned char u[32];
-	unsigned long r;
-	size_t i;
+	struct kdf k;
 
-	br_hmac_key_init(&kc, &br_sha256_vtable, pw, pw_len);
-	br_hmac_init(&h, &kc, 0);
-	br_hmac_update(&h, salt, salt_len);
-	br_hmac_update(&h, "\0\0\0\1", 4);
-	br_hmac_out(&h, u);
-	memcpy(out, u, 32);
-	for (r = 1; r < rounds; r++) {
-		br_hmac_init(&h, &kc, 0);
-		br_hmac_update(&h, u, 32);
-		br_hmac_out(&h, u);
-		for (i = 0; i < 32; i++)
-			out[i] ^= u[i];
-	}
-	wipe(&kc, sizeof kc);
-	wipe(&h, sizeof h);
-	wipe(u, sizeof u);
+	kdf_start(&k, pw, pw_len, salt, salt_len, rounds);
+	kdf_run(&k, rounds);
+	memcpy(out, k.out, 32);
+	wipe(&k, sizeof k);
 }
 
 static void x25519_public(unsigned char pub[32], const unsigned char sec[32])
@@ -1668,7 +1990,6 @@ static const struct {
 	{"pwr8", br_ghash_pwr8_get, NULL},
 	{"ctmul64", NULL, W64 ? br_ghash_ctmul64 : NULL},
 	{"ctmul", NULL, W64 ? NULL : br_ghash_ctmul},
-	{"ctmul32", NULL, W64 ? NULL : br_ghash_ctmul32},
 };
 
 static const struct {
@@ -1686,7 +2007,6 @@ static const struct {
 } poly_impls[] = {
 	{"ctmulq", br_poly1305_ctmulq_get, NULL},
 	{"ctmul", NULL, br_poly1305_ctmul_run},
-	{"ctmul32", NULL, W64 ? NULL : br_poly1305_ctmul32_run},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -2073,9 +2393,8 @@ static void bench(void)
 	static unsigned char r[REC_WIRE_MAX];
 	static struct dir d;
 	static const unsigned char k[32], nonce[12];
-	unsigned long mbs[COUNT(ciphers)], v;
-	uint64_t done;
-	int64_t t0, ms;
+	unsigned long mbs[COUNT(ciphers)], v, done, ms;
+	int64_t t0;
 	const char *n;
 	size_t c, i, best = 0;
 	int ok;
@@ -2094,9 +2413,11 @@ static void bench(void)
 				d.cipher->seal(&d, nonce, r, 2, r + 2,
 					       REC_PAYLOAD_MAX, r + 2 +
 					       REC_PAYLOAD_MAX);
-				done += REC_PAYLOAD_MAX;
-			} while ((ms = clock_ms() - t0) < BENCH_MS);
-			v = (unsigned long)(done / ((uint64_t)ms * 1000));
+				done++; /* 16 KiB records: MB/s = done
+					 * * 16.384 / ms */
+			} while ((ms = (unsigned long)(clock_ms() - t0)) <
+				 BENCH_MS);
+			v = done * 16384 / 1000 / ms;
 			say(1, "%-17s %-15s %5lu MB/s\n", ciphers[c].aead, n,
 			       v);
 			if (i == cipher_best[c])
@@ -2112,9 +2433,8 @@ static void bench(void)
 		memcpy(r + 32, r, 32);
 		ec_impl->mul(r + 32, 32, r, 32, BR_EC_curve25519);
 		done++;
-	} while ((ms = clock_ms() - t0) < 2 * BENCH_MS);
-	say(1, "x25519 m31 %25lu operations/s\n",
-	       (unsigned long)(done * 1000 / (uint64_t)ms));
+	} while ((ms = (unsigned long)(clock_ms() - t0)) < 2 * BENCH_MS);
+	say(1, "x25519 m31 %25lu operations/s\n", done * 1000 / ms);
 	for (c = 1; c < COUNT(ciphers); c++)
 		if (mbs[c] > mbs[best])
 			best = c;
@@ -2215,8 +2535,7 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	memcpy(q, c_mac, 32);
 	c->tx.len += 32;
 	wipe(c_mac, 32);
-	c->state = S_OPEN;
-	c->deadline = 0;
+	conn_open(c);
 	if (verbose)
 		logmsg(c, "handshake done");
 	return 0;
@@ -2695,8 +3014,12 @@ static int rx_process(struct conn *c)
 
 /*
  * Not getaddrinfo(): in a static musl binary it costs some 18 KB (stdio,
- * qsort, strtol...). What a tunnel needs is little: literals, /etc/hosts
- * and A/AAAA over UDP to the nameservers of /etc/resolv.conf.
+ * qsort, strtol...), and it blocks. What a tunnel needs is little:
+ * literals, /etc/hosts and A/AAAA over UDP to the nameservers of
+ * /etc/resolv.conf. A lookup is a struct query that the loop drives
+ * (query_start, then query_read when its sockets are readable and
+ * query_step when its time comes, see "servers and targets"); lookup()
+ * drives one alone, for LISTEN and -m at start.
  */
 #ifndef HOSTS_PATH
 #define HOSTS_PATH	"/etc/hosts"
@@ -2709,6 +3032,8 @@ static int rx_process(struct conn *c)
 #endif
 #define LOOKUP_ROUND_MS	1000	/* then ask every nameserver again */
 #define LOOKUP_MAX	32	/* addresses kept for one name */
+#define LOOKUP_READS	16	/* datagrams read per wakeup: no flood holds
+				 * the loop */
 
 union lookup_sa {
 	struct sockaddr		sa;
@@ -2722,16 +3047,24 @@ struct lookup_node {
 	union lookup_sa	sa;
 };
 
-struct dns {
+struct query {
 	union lookup_sa	ns[3];	/* the nameservers */
 	int		nns;
-	struct pollfd	fd[2];	/* UDP to the IPv4, the IPv6 ones */
+	int		fd[2];	/* UDP to the IPv4, the IPv6 ones; -1: none */
+	unsigned char	ev[2];	/* their interest (see "events") */
+	int		tok;	/* and their first token */
 	int64_t		end;	/* when the whole lookup gives up */
+	int64_t		next;	/* when the unanswered are asked again */
+	int		done;	/* answered: 1 the A query, 2 the AAAA one */
+	int		last;	/* the name itself has been asked */
 	unsigned char	id[4];	/* IDs of the A and the AAAA query */
 	unsigned char	q[12 + 255 + 4];	/* the query */
 	size_t		ql;	/* its length */
-	struct addrinfo	**l;	/* the result */
+	struct addrinfo	*l;	/* the result */
+	const char	*host;	/* the name (the caller's) */
 	unsigned	port;
+	char		*conf;	/* resolv.conf as read */
+	char		*search; /* its search domains not yet tried */
 };
 
 static void addrs_free(struct addrinfo *ai)
@@ -2885,6 +3218,15 @@ static int dns_name(unsigned char *q, size_t *n, const char *s)
 	return 0;
 }
 
+/* Whether host is an address literal or a name we could ask for. */
+static int host_ok(const char *host)
+{
+	unsigned char q[256 + 16];
+	size_t n = 0;
+
+	return lookup_literal(host, q) || (*host && dns_name(q, &n, host) == 0);
+}
+
 /* Offset just past the name at p of the message m of n bytes, 0 if it
  * runs off the end. A compression pointer ends the name where it stands:
  * no name is read, so no pointer is followed and none can loop. */
@@ -2904,7 +3246,7 @@ static size_t dns_skip(const unsigned char *m, size_t n, size_t p)
 
 /* Whether a datagram from f is from a nameserver: its family, address and
  * port 53; the rest of a sockaddr (flow, scope) does not count. */
-static int dns_from_ns(const struct dns *d, const union lookup_sa *f)
+static int dns_from_ns(const struct query *d, const union lookup_sa *f)
 {
 	const union lookup_sa *s;
 	int i;
@@ -2930,13 +3272,13 @@ static int dns_from_ns(const struct dns *d, const union lookup_sa *f)
  * are not checked (a CNAME chain names others), as in musl. A cut reply
  * (TC, or longer than m) gives what it holds.
  */
-static int dns_reply(struct dns *d, const unsigned char *m, size_t n)
+static int dns_reply(struct query *d, const unsigned char *m, size_t n)
 {
 	size_t p = d->ql, rl;
 	unsigned an, t, rc;
 	int k;
 
-	if (n < p)
+	if (n < p || d->done == 3)
 		return 0;
 	k = m[p - 3] == 28;
 	d->q[p - 3] = k ? 28 : 1;
@@ -2954,180 +3296,273 @@ static int dns_reply(struct dns *d, const unsigned char *m, size_t n)
 			break;
 		if (!m[p + 2] && m[p + 3] == 1 &&
 		    ((t == 1 && rl == 4) || (t == 28 && rl == 16)))
-			lookup_add(d->l, t == 1 ? AF_INET : AF_INET6,
+			lookup_add(&d->l, t == 1 ? AF_INET : AF_INET6,
 				   m + p + 10, d->port);
 	}
 	return 1 << k;
 }
 
-/*
- * Ask the nameservers for A and AAAA of name, with ".dom" if dom, till
- * both are answered. Every LOOKUP_ROUND_MS the unanswered queries go to
- * every nameserver again, so that one down costs no more than a round.
- * 0 when answered (or when the name is too long to ask), -1 when the
- * time is up (errbuf says so).
- */
-static int dns_ask(struct dns *d, const char *name, const char *dom)
+/* Ask the unanswered of the A and AAAA queries of every nameserver; again
+ * LOOKUP_ROUND_MS later, so that one nameserver down costs no more than
+ * a round. */
+static void dns_send(struct query *d, int64_t t)
 {
-	unsigned char m[512];
-	union lookup_sa f;
-	socklen_t fl;
-	int64_t now, next = 0;
-	size_t n = 0;
-	ssize_t r;
-	int done = 0, i, k, v6;
+	int i, k, v6;
 
-	if (dns_name(d->q + 12, &n, name) < 0 ||
+	for (k = 0; k < 2; k++) {
+		memcpy(d->q, d->id + 2 * k, 2);
+		d->q[d->ql - 3] = k ? 28 : 1;
+		for (i = 0; i < d->nns && !(d->done & 1 << k); i++) {
+			v6 = d->ns[i].sa.sa_family == AF_INET6;
+			if (d->fd[v6] >= 0)
+				sendto(d->fd[v6], d->q, d->ql, 0, &d->ns[i].sa,
+				       v6 ? sizeof d->ns[i].v6 :
+				       sizeof d->ns[i].v4);
+		}
+	}
+	d->next = t + LOOKUP_ROUND_MS;
+}
+
+/*
+ * The next name to ask: a name without a dot in each search domain in
+ * turn, then as it is; a name with a dot as it is. -1 when none is left.
+ * A name too long to ask counts as answered, with no address.
+ */
+static int dns_next(struct query *d)
+{
+	const char *dom;
+	size_t n = 0;
+
+	if (d->last)
+		return -1;
+	dom = strchr(d->host, '.') || !d->search ? NULL :
+	      lookup_word(&d->search);
+	d->last = !dom;
+	d->done = 3;
+	if (dns_name(d->q + 12, &n, d->host) < 0 ||
 	    (dom && dns_name(d->q + 12, &n, dom) < 0))
 		return 0;
 	memcpy(d->q + 12 + n, "\0\0\0\0\1", 5); /* root, type, class IN */
 	d->ql = 12 + n + 5;
-	if (rnd(d->id, sizeof d->id) < 0) {
-		fmt(errbuf, sizeof errbuf, "no random bytes for DNS");
-		return -1;
-	}
-	while (done != 3) {
-		if ((now = clock_ms()) >= d->end) {
-			fmt(errbuf, sizeof errbuf,
-			    "no answer from the nameservers");
-			return -1;
-		}
-		for (k = 0; now >= next && k < 2; k++) {
-			memcpy(d->q, d->id + 2 * k, 2);
-			d->q[d->ql - 3] = k ? 28 : 1;
-			for (i = 0; i < d->nns && !(done & 1 << k); i++) {
-				v6 = d->ns[i].sa.sa_family == AF_INET6;
-				sendto(d->fd[v6].fd, d->q, d->ql, 0,
-				       &d->ns[i].sa, v6 ? sizeof d->ns[i].v6 :
-				       sizeof d->ns[i].v4);
-			}
-		}
-		if (now >= next)
-			next = now + LOOKUP_ROUND_MS;
-		if (poll(d->fd, 2, (int)((next < d->end ? next : d->end) -
-		    now)) <= 0)
-			continue;
-		for (i = 0; i < 2; i++)
-			while (d->fd[i].revents) {
-				fl = sizeof f;
-				if ((r = recvfrom(d->fd[i].fd, m, sizeof m, 0,
-				    &f.sa, &fl)) < 0)
-					break;
-				if (dns_from_ns(d, &f))
-					done |= dns_reply(d, m, (size_t)r);
-			}
-	}
+	if (rnd(d->id, sizeof d->id) < 0)
+		return 0;
+	d->done = 0;
+	d->next = 0; /* now */
 	return 0;
 }
 
-static struct addrinfo *lookup(const char *host, unsigned port, int passive)
+/* What fd k (0: IPv4, 1: IPv6) has: at most LOOKUP_READS datagrams. */
+static void query_read(struct query *d, int k)
+{
+	unsigned char m[512];
+	union lookup_sa f;
+	socklen_t fl;
+	ssize_t r;
+	int i;
+
+	for (i = 0; i < LOOKUP_READS; i++) {
+		fl = sizeof f;
+		if ((r = recvfrom(d->fd[k], m, sizeof m, 0, &f.sa, &fl)) < 0)
+			break;
+		if (dns_from_ns(d, &f))
+			d->done |= dns_reply(d, m, (size_t)r);
+	}
+}
+
+/* Move the lookup on at time t: 1 while it asks, 0 when it is over (d->l
+ * holds the addresses; if none, errbuf says why). */
+static int query_step(struct query *d, int64_t t)
+{
+	while (d->done == 3) { /* this name is answered: the next? */
+		if (d->l || dns_next(d) < 0) {
+			if (!d->l)
+				fmt(errbuf, sizeof errbuf, "no address for "
+				    "'%s'", d->host);
+			return 0;
+		}
+	}
+	if (t >= d->end) {
+		fmt(errbuf, sizeof errbuf, "no answer from the nameservers");
+		return 0;
+	}
+	if (t >= d->next)
+		dns_send(d, t);
+	return 1;
+}
+
+/* When query_step() wants to run next. */
+static int64_t query_next(const struct query *d)
+{
+	return d->next < d->end ? d->next : d->end;
+}
+
+static void query_free(struct query *d)
+{
+	int k;
+
+	for (k = 0; k < 2; k++)
+		if (d->fd[k] >= 0) {
+			ev_set(d->fd[k], d->tok + k, &d->ev[k], 0);
+			close(d->fd[k]);
+		}
+	addrs_free(d->l);
+	free(d->conf);
+	free(d);
+}
+
+/*
+ * Start looking up host (port goes into the results): 0 if that is done
+ * at once (a literal, /etc/hosts; *l is the result, NULL if none, and
+ * errbuf says why), 1 if *out is a query to drive. Passive and an empty
+ * host: the wildcard addresses.
+ */
+static int query_start(struct query **out, const char *host, unsigned port,
+		       int passive, struct addrinfo **l)
 {
 	static const unsigned char any[16];
-	struct addrinfo *l = NULL;
 	unsigned char a[16];
-	struct dns d = {
-		.fd = { { -1, POLLIN, 0 }, { -1, POLLIN, 0 } },
-		.q = { 0, 0, 1, 0, 0, 1 }	/* RD, one question */
-	};
-	char *conf, *s, *line, *w, *search = NULL;
-	const char *dom;
-	size_t len = strlen(host), n = 0;
-	int af, i, k, r = 0;
+	struct query *d;
+	char *s, *line, *w;
+	size_t len = strlen(host);
+	int af, i, k;
 
+	*l = NULL;
+	*out = NULL;
 	if (!*host && passive) {
 		/* [::] first: where it works it takes IPv4 too */
-		lookup_add(&l, AF_INET6, any, port);
-		if (l)
-			lookup_add(&l->ai_next, AF_INET, any, port);
-		goto out;
+		lookup_add(l, AF_INET6, any, port);
+		if (*l)
+			lookup_add(&(*l)->ai_next, AF_INET, any, port);
+		return 0;
 	}
 	if ((af = lookup_literal(host, a))) {
-		lookup_add(&l, af, a, port);
-		goto out;
+		lookup_add(l, af, a, port);
+		return 0;
 	}
-	if (!len || dns_name(d.q + 12, &n, host) < 0) {
+	if (!host_ok(host)) {
 		fmt(errbuf, sizeof errbuf, "bad host name '%s'", host);
-		return NULL;
+		return 0;
 	}
-	lookup_hosts(&l, host, len - (host[len - 1] == '.'), port);
-	if (l)
-		return l;
-
-	s = conf = file_read(RESOLV_PATH, 1 << 16, &len);
+	lookup_hosts(l, host, len - (host[len - 1] == '.'), port);
+	if (*l)
+		return 0;
+	if (!(d = calloc(1, sizeof *d))) {
+		fmt(errbuf, sizeof errbuf, "out of memory");
+		return 0;
+	}
+	d->fd[0] = d->fd[1] = -1;
+	d->q[2] = 1; /* RD */
+	d->q[5] = 1; /* one question */
+	d->host = host;
+	d->port = port;
+	d->done = 3; /* nothing asked yet */
+	s = d->conf = file_read(RESOLV_PATH, 1 << 16, &len);
 	while (s && (line = lookup_line(&s))) {
 		if (!(w = lookup_word(&line)))
 			continue;
 		if (!strcmp(w, "search") || !strcmp(w, "domain"))
-			search = line;	/* the last one counts */
-		else if (!strcmp(w, "nameserver") && d.nns < 3 &&
+			d->search = line;	/* the last one counts */
+		else if (!strcmp(w, "nameserver") && d->nns < 3 &&
 		    (w = lookup_word(&line)) && (af = lookup_literal(w, a)))
-			lookup_sa(&d.ns[d.nns++], af, a, 53);
+			lookup_sa(&d->ns[d->nns++], af, a, 53);
 	}
-	if (!d.nns)
-		lookup_sa(&d.ns[d.nns++], AF_INET, "\177\0\0\1", 53);
-	for (i = 0; i < d.nns; i++) {
-		k = d.ns[i].sa.sa_family == AF_INET6;
-		if (d.fd[k].fd < 0 && (d.fd[k].fd = socket(d.ns[i].sa.sa_family,
-		    SOCK_DGRAM, 0)) >= 0 && set_nonblock(d.fd[k].fd) < 0) {
-			close(d.fd[k].fd);
-			d.fd[k].fd = -1;
+	if (!d->nns)
+		lookup_sa(&d->ns[d->nns++], AF_INET, "\177\0\0\1", 53);
+	for (i = 0; i < d->nns; i++) {
+		k = d->ns[i].sa.sa_family == AF_INET6;
+		if (d->fd[k] < 0 && (d->fd[k] = socket(d->ns[i].sa.sa_family,
+		    SOCK_DGRAM, 0)) >= 0 && set_nonblock(d->fd[k]) < 0) {
+			close(d->fd[k]);
+			d->fd[k] = -1;
 		}
 	}
-	d.end = clock_ms() + RESOLVE_MS;
-	d.l = &l;
-	d.port = port;
-	/* A name without a dot is tried in the search domains first. */
-	do {
-		dom = strchr(host, '.') || !search ? NULL :
-		    lookup_word(&search);
-		r = dns_ask(&d, host, dom);
-	} while (dom && !l && !r);
-	for (i = 0; i < 2; i++)
-		if (d.fd[i].fd >= 0)
-			close(d.fd[i].fd);
-	free(conf);
-out:
-	if (!l && !r)
-		fmt(errbuf, sizeof errbuf, "no address for '%s'", host);
+	if (d->fd[0] < 0 && d->fd[1] < 0) {
+		fmt(errbuf, sizeof errbuf, "no socket for DNS: %s",
+		    strerror(errno));
+		query_free(d);
+		return 0;
+	}
+	d->end = clock_ms() + RESOLVE_MS;
+	*out = d;
+	return 1;
+}
+
+/* One lookup alone, waiting for it: for LISTEN and -m, before the loop. */
+static struct addrinfo *lookup(const char *host, unsigned port, int passive)
+{
+	struct addrinfo *l;
+	struct query *d;
+	struct pollfd p[2];
+	int64_t t;
+	int k;
+
+	if (!query_start(&d, host, port, passive, &l))
+		return l;
+	while (query_step(d, t = clock_ms())) {
+		for (k = 0; k < 2; k++) {
+			p[k].fd = d->fd[k];
+			p[k].events = POLLIN;
+		}
+		if (poll(p, 2, (int)(query_next(d) - t)) > 0)
+			for (k = 0; k < 2; k++)
+				if (p[k].revents)
+					query_read(d, k);
+	}
+	l = d->l;
+	d->l = NULL;
+	query_free(d);
 	return l;
 }
 
 #endif /* !_WIN32 */
 
-/* Parse host:port, [v6]:port or :port and resolve it; NULL (errbuf says
- * why) when that fails. */
-static struct addrinfo *resolve(const char *arg, int passive, const char *what)
+/* Split host:port, [v6]:port or :port (passive only) into host and port;
+ * -1 (errbuf says why) when it is malformed. */
+static int addr_split(const char *arg, int passive, const char *what,
+		      char host[256], unsigned *port)
 {
-	char host[256], why[sizeof errbuf];
 	const char *colon = strrchr(arg, ':');
-	struct addrinfo *ai;
 	size_t hl;
 	long pn;
 
 	if (!colon) {
 		fmt(errbuf, sizeof errbuf, "bad %s '%s': want host:port", what,
 		    arg);
-		return NULL;
+		return -1;
 	}
 	hl = (size_t)(colon - arg);
 	if (hl && arg[0] == '[') {
 		if (arg[hl - 1] != ']') {
 			fmt(errbuf, sizeof errbuf, "bad %s '%s': want "
 			    "[ipv6]:port", what, arg);
-			return NULL;
+			return -1;
 		}
 		arg++;
 		hl -= 2;
 	}
-	if (hl >= sizeof host || (!hl && !passive)) {
+	if (hl >= 256 || (!hl && !passive)) {
 		fmt(errbuf, sizeof errbuf, "bad %s '%s': bad host", what, arg);
-		return NULL;
+		return -1;
 	}
 	memcpy(host, arg, hl);
 	host[hl] = 0;
 	if (parse_num(colon + 1, 1, 65535, "port", &pn) < 0)
+		return -1;
+	*port = (unsigned)pn;
+	return 0;
+}
+
+/* LISTEN and -m: split and resolve, waiting; NULL (errbuf says why) when
+ * that fails. */
+static struct addrinfo *resolve(const char *arg, int passive, const char *what)
+{
+	char host[256], why[sizeof errbuf];
+	struct addrinfo *ai;
+	unsigned port;
+
+	if (addr_split(arg, passive, what, host, &port) < 0)
 		return NULL;
-	if (!(ai = lookup(host, (unsigned)pn, passive))) {
+	if (!(ai = lookup(host, port, passive))) {
 		memcpy(why, errbuf, sizeof why);
 		fmt(errbuf, sizeof errbuf, "cannot resolve %s '%s': %s", what,
 		    host, why);
@@ -3137,23 +3572,41 @@ static struct addrinfo *resolve(const char *arg, int passive, const char *what)
 
 /* ==== servers and targets ============================================== */
 
+/*
+ * SERVER or TARGET: up to TARGETS_MAX addresses. Names are looked up in
+ * the loop: at start, again for an address whose IPs all failed (before
+ * its next use), on SIGHUP, and with a back-off while a name has no
+ * address yet. A lookup's sockets and times are the loop's like any
+ * others; the connections that need its answer wait (S_RESOLVE, their
+ * application not read) and every other one goes on. The few targets are
+ * scanned for their lookups' times: TARGETS_MAX bounds that.
+ */
+static void target_resolved(struct target *t, struct addrinfo *l);
+static void conn_settle(struct conn *c, int r);
+
 static void targets_free(struct target *t, int n)
 {
 	int i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; t && i < n; i++) {
+		if (t[i].q)
+			query_free(t[i].q);
 		addrs_free(t[i].ai);
+		free(t[i].host);
+	}
 	if (t)
 		free(t[0].spec); /* the list, split in place */
 	free(t);
 }
 
-/* SERVER or TARGET: host:port,host:port,... resolved; -1 (errbuf says
- * why) if any address is bad or does not resolve. */
+/* SERVER or TARGET: host:port,host:port,... checked, and address
+ * literals taken; -1 (errbuf says why) if any is malformed. Names are
+ * looked up later, in the loop (target_lookup). */
 static int targets_parse(const char *list, struct target **out, int *n_out)
 {
 	struct target *t = calloc(TARGETS_MAX, sizeof *t);
-	char *p = strdup(list), *next;
+	char *p = strdup(list), *next, host[256];
+	unsigned char a[16];
 	int n = 0;
 
 	if (!t || !p) {
@@ -3171,9 +3624,22 @@ static int targets_parse(const char *list, struct target **out, int *n_out)
 			    "'%s'", TARGETS_MAX, list);
 			break;
 		}
-		if (!(t[n].ai = resolve(p, 0, options[O_REMOTE].arg)))
+		if (addr_split(p, 0, options[O_REMOTE].arg, host,
+			       &t[n].port) < 0)
 			break;
-		t[n++].spec = p;
+		if (!host_ok(host)) {
+			fmt(errbuf, sizeof errbuf, "bad %s '%s': bad host "
+			    "name", options[O_REMOTE].arg, p);
+			break;
+		}
+		t[n].spec = p;
+		if (!(t[n].host = strdup(host))) {
+			fmt(errbuf, sizeof errbuf, "out of memory");
+			break;
+		}
+		if (lookup_literal(host, a))
+			t[n].ai = lookup(host, t[n].port, 0);
+		n++;
 	}
 	if (p) {
 		targets_free(t, n);
@@ -3184,18 +3650,149 @@ static int targets_parse(const char *list, struct target **out, int *n_out)
 	return 0;
 }
 
-/* Resolve a name again (dynamic DNS); on failure the old addresses stay. */
-static void target_resolve(struct target *t)
+/* Look t's name up, unless that is under way. */
+static void target_lookup(struct target *t)
 {
-	struct addrinfo *ai = resolve(t->spec, 0, options[O_REMOTE].arg);
+	struct addrinfo *l;
+	int k, tok = TOK_DNS + 2 * (int)(t - targets);
 
-	t->stale = 0;
-	if (!ai) {
-		logmsg(NULL, "%s; keeping its old addresses", errbuf);
+	if (t->q)
+		return;
+	if (!query_start(&t->q, t->host, t->port, 0, &l)) {
+		target_resolved(t, l); /* at once: /etc/hosts, a literal */
 		return;
 	}
-	addrs_free(t->ai);
-	t->ai = ai;
+	t->q->tok = tok;
+	for (k = 0; k < 2; k++)
+		if (t->q->fd[k] >= 0 && ev_set(t->q->fd[k], tok + k,
+					       &t->q->ev[k], IO_IN) < 0) {
+			fmt(errbuf, sizeof errbuf, "epoll: %s",
+			    strerror(errno));
+			target_resolved(t, NULL);
+			return;
+		}
+}
+
+/* t's lookup is over, with the addresses l (NULL: none; errbuf says
+ * why): a name keeps its last good addresses; one that never had any is
+ * tried again after 1 s, 2 s, ... up to BACKOFF_MAX_MS. Then the
+ * connections that waited for it go on. */
+static void target_resolved(struct target *t, struct addrinfo *l)
+{
+	struct conn *c;
+
+	if (t->q)
+		query_free(t->q);
+	t->q = NULL;
+	t->stale = 0;
+	if (l) {
+		if (t->lookup_ms)
+			logmsg(NULL, "%s %s resolves now",
+			       options[O_REMOTE].name, t->spec);
+		addrs_free(t->ai);
+		t->ai = l;
+		t->lookup_ms = 0;
+	} else if (t->ai) {
+		logmsg(NULL, "%s %s: %s; keeping its old addresses",
+		       options[O_REMOTE].name, t->spec, errbuf);
+	} else {
+		t->lookup_ms = !t->lookup_ms ? 1000 : t->lookup_ms * 2 >
+			       BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+			       t->lookup_ms * 2;
+		t->lookup_at = now + t->lookup_ms;
+		logmsg(NULL, "%s %s: %s; looking it up again in %d s",
+		       options[O_REMOTE].name, t->spec, errbuf,
+		       t->lookup_ms / 1000);
+	}
+	/* none of them comes back to t: each has counted it as tried */
+	while ((c = t->waiters.head)) {
+		list_del(c, 1);
+		conn_settle(c, conn_connect_next(c, 0));
+	}
+}
+
+/* Whether c can connect to t now: 1 (its addresses are known), 0 (c
+ * waits for its lookup), -1 (none: its lookup failed, and it rests). */
+static int target_ready(struct conn *c, struct target *t)
+{
+	if (!t->q && (t->stale || (!t->ai && now >= t->lookup_at)))
+		target_lookup(t);
+	if (t->q) {
+		c->state = S_RESOLVE;
+		list_put(&t->waiters, c, 1);
+		list_put(&queues[Q_CONNECT], c, 0); /* -t from now */
+		return 0;
+	}
+	return t->ai ? 1 : -1;
+}
+
+/* The lookups' times: when the next is due (earliest() of next), and
+ * what is due now. */
+static int64_t targets_next(int64_t next)
+{
+	int i;
+
+	for (i = 0; i < n_targets; i++)
+		next = earliest(next, targets[i].q ? query_next(targets[i].q) :
+				!targets[i].ai ? targets[i].lookup_at : 0);
+	return next;
+}
+
+static void targets_tick(void)
+{
+	struct target *t;
+	struct addrinfo *l;
+
+	for (t = targets; t < targets + n_targets; t++) {
+		if (!t->q && !t->ai && now >= t->lookup_at)
+			target_lookup(t);
+		if (t->q && now >= query_next(t->q) && !query_step(t->q, now)) {
+			l = t->q->l;
+			t->q->l = NULL;
+			target_resolved(t, l);
+		}
+	}
+}
+
+/* A lookup's socket is readable (tok: see TOK_DNS). */
+static void target_event(int tok)
+{
+	int i = (tok - TOK_DNS) / 2;
+	struct target *t = &targets[i < n_targets ? i : 0];
+	struct addrinfo *l;
+
+	if (i >= n_targets || !t->q)
+		return;
+	query_read(t->q, (tok - TOK_DNS) % 2);
+	if (!query_step(t->q, now)) {
+		l = t->q->l;
+		t->q->l = NULL;
+		target_resolved(t, l);
+	}
+}
+
+/* A reload with another list: the lookups of the old one end, and the
+ * connections that waited for them start again on the new one. */
+static void targets_replace(struct target *t, int n)
+{
+	struct list w = {NULL, NULL, 0};
+	struct conn *c;
+	int i;
+
+	for (i = 0; i < n_targets; i++)
+		while ((c = targets[i].waiters.head))
+			list_put(&w, c, 1);
+	targets_free(targets, n_targets);
+	targets = t;
+	n_targets = n;
+	targets_gen++;
+	for (i = 0; i < n; i++)
+		if (!t[i].ai)
+			target_lookup(&t[i]);
+	while ((c = w.head)) {
+		list_del(c, 1);
+		conn_settle(c, conn_connect_next(c, 0));
+	}
 }
 
 /* Every address of t failed: with other addresses to use, it rests for a
@@ -3231,22 +3828,22 @@ static const struct addrinfo *conn_ai(const struct conn *c)
 
 static struct conn *conn_new(void)
 {
-	int i;
+	struct conn *c = free_conns;
 
-	for (i = 0; i < conn_max && conns[i].state != S_FREE; i++)
-		;
-	if (i == conn_max)
+	if (c)
+		free_conns = c->ln[0].next;
+	else if (conn_high < conn_max)
+		c = &conns[conn_high++];
+	else
 		return NULL;
-	memset(&conns[i], 0, sizeof conns[i]);
-	conns[i].plain = conns[i].link = -1;
-	conns[i].target = -1;
-	conns[i].id = ++conn_ids;
-	conns[i].since = now;
-	if (i >= conn_high)
-		conn_high = i + 1;
+	memset(c, 0, sizeof *c);
+	c->plain = c->link = -1;
+	c->target = -1;
+	c->id = ++conn_ids;
+	c->since = now;
 	st->open = (uint64_t)++conn_count;
 	st->total++;
-	return &conns[i];
+	return c;
 }
 
 static void close_fd(int fd, int reset)
@@ -3260,6 +3857,18 @@ static void close_fd(int fd, int reset)
 	sock_close(fd);
 }
 
+/* Close c's plain (side 0) or link (1) fd, out of the event set first. */
+static void conn_drop_fd(struct conn *c, int side, int reset)
+{
+	int *fd = side ? &c->link : &c->plain;
+
+	if (*fd < 0)
+		return;
+	ev_set(*fd, TOK_CONN + 2 * (int)(c - conns) + side, &c->ev[side], 0);
+	close_fd(*fd, reset);
+	*fd = -1;
+}
+
 /* The one teardown: every error path ends here. */
 static void conn_close(struct conn *c, int reset)
 {
@@ -3269,16 +3878,82 @@ static void conn_close(struct conn *c, int reset)
 		(*(c->why == W_AUTH ? &st->auth : c->why == W_CONNECT ?
 		   &st->connect : c->why == W_TIMEOUT ? &st->timeout :
 		   &st->reset))++;
-	close_fd(c->plain, reset);
-	close_fd(c->link, reset);
+	conn_drop_fd(c, 0, reset);
+	conn_drop_fd(c, 1, reset);
+	list_del(c, 0);
+	list_del(c, 1);
 	buf_free(&c->tx);
 	buf_free(&c->rx);
 	wipe(c, sizeof *c);
 	c->plain = c->link = -1;
 	c->state = S_FREE;
+	c->ln[0].next = free_conns;
+	free_conns = c;
 	st->open = (uint64_t)--conn_count;
-	while (conn_high > 0 && conns[conn_high - 1].state == S_FREE)
-		conn_high--;
+}
+
+/* Records flow from now: off the connect or handshake queue, onto the
+ * idle list. */
+static void conn_open(struct conn *c)
+{
+	c->state = S_OPEN;
+	list_del(c, 0);
+	list_put(&idle_list, c, 1);
+}
+
+/* The next address of SERVER or TARGET for c that does not rest: a new
+ * connection starts at the next one round robin; NULL when c has tried
+ * them all. */
+static struct target *target_pick(struct conn *c)
+{
+	struct target *t;
+
+	do {
+		if (c->tries == n_targets)
+			return NULL;
+		if (c->target < 0) {
+			c->target = (short)(target_next % n_targets);
+			target_next = c->target + 1;
+		} else {
+			c->target = (short)((c->target + 1) % n_targets);
+		}
+		c->tries++;
+		t = &targets[c->target];
+	} while (n_targets > 1 && t->down_until > now);
+	c->addr = 0;
+	return t;
+}
+
+/* Start c's outbound connect to ai: 0 under way (or out of fds: it is
+ * tried again shortly, while -t allows), -1 failed at once (*err). */
+static int conn_dial(struct conn *c, const struct addrinfo *ai, int *err)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+
+	c->state = S_CONNECT;
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
+	    now - c->since < timeout_ms) {
+		logmsg(c, "socket: %s; waiting", strerror(errno));
+		accept_paused_until = now + ACCEPT_PAUSE_MS;
+		list_put(&queues[Q_RETRY], c, 0);
+		return 0;
+	}
+	if (fd >= 0 && set_tcp_options(fd) == 0) {
+		if (verbose)
+			logmsg(c, "connecting to %s", addr_str(ai));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		    errno == EINPROGRESS) {
+			*(IS_CLIENT ? &c->link : &c->plain) = fd;
+			list_put(&queues[Q_CONNECT], c, 0);
+			return 0;
+		}
+	}
+	*err = errno;
+	if (fd >= 0)
+		sock_close(fd);
+	if (verbose)
+		logmsg(c, "connect: %s", strerror(*err));
+	return -1;
 }
 
 /*
@@ -3286,18 +3961,19 @@ static void conn_close(struct conn *c, int reset)
  * is why the last try failed (0 for the first). Each new connection takes
  * the next address of SERVER or TARGET, round robin, and tries each IP its
  * name resolved to; when all fail it moves on to the next address, skipping
- * those that rest after a failure. The application's connection is reset
- * only when every address has failed or rests.
+ * those that rest after a failure, and waiting where a name is being
+ * looked up. The application's connection is reset only when every
+ * address has failed, rests, or has no name.
  */
 static int conn_connect_next(struct conn *c, int err)
 {
-	int fd, *slot = IS_CLIENT ? &c->link : &c->plain;
 	const struct addrinfo *ai;
 	struct target *t;
+	int r, unresolved = 0;
 
-	if (*slot >= 0) {
-		sock_close(*slot);
-		*slot = -1;
+	list_del(c, 1); /* from a name's waiters: -t is up */
+	if ((IS_CLIENT ? c->link : c->plain) >= 0) {
+		conn_drop_fd(c, IS_CLIENT, 0);
 		c->addr++;
 	}
 	if (err && verbose)
@@ -3308,65 +3984,24 @@ static int conn_connect_next(struct conn *c, int err)
 		c->tries = 0;
 	}
 	for (;;) {
-		if (!(ai = conn_ai(c))) {
-			if (c->target >= 0 && c->addr)
-				target_down(&targets[c->target]);
-			do { /* the next address that does not rest */
-				if (c->tries == n_targets)
-					goto none;
-				if (c->target < 0) {
-					c->target = (short)(target_next %
-							    n_targets);
-					target_next = c->target + 1;
-				} else {
-					c->target = (short)((c->target + 1) %
-							    n_targets);
-				}
-				c->tries++;
-				t = &targets[c->target];
-			} while (n_targets > 1 && t->down_until > now);
-			c->addr = 0;
-			if (t->stale)
-				target_resolve(t);
-			continue;
-		}
-		fd = socket(ai->ai_family, SOCK_STREAM, 0);
-		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
-		    now - c->since < timeout_ms) {
-			/* Out of fds: accept no more, and try this one
-			 * again shortly (conn_timeout) instead of failing. */
-			logmsg(c, "socket: %s; waiting", strerror(errno));
-			accept_paused_until = now + ACCEPT_PAUSE_MS;
-			c->state = S_CONNECT;
-			c->deadline = now + ACCEPT_PAUSE_MS / 4;
-			return 0;
-		}
-		if (fd < 0 || set_tcp_options(fd) < 0) {
-			err = errno;
-			if (fd >= 0)
-				sock_close(fd);
+		if ((ai = conn_ai(c))) {
+			if (conn_dial(c, ai, &err) == 0)
+				return 0;
 			c->addr++;
 			continue;
 		}
-		if (verbose)
-			logmsg(c, "connecting to %s", addr_str(ai));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS) {
-			*slot = fd;
-			c->state = S_CONNECT;
-			c->deadline = now + timeout_ms;
-			return 0;
-		}
-		err = errno;
-		sock_close(fd);
-		c->addr++;
-		if (verbose)
-			logmsg(c, "connect: %s", strerror(err));
+		if (c->target >= 0 && c->addr)
+			target_down(&targets[c->target]);
+		if (!(t = target_pick(c)))
+			break;
+		if ((r = target_ready(c, t)) == 0)
+			return 0; /* waits for the name */
+		unresolved |= r < 0;
 	}
-none:
 	c->why = W_CONNECT;
 	return fail(c, "cannot connect to %s: %s", options[O_REMOTE].name,
-		    err ? strerror(err) : "every address failed and rests");
+		    err ? strerror(err) : unresolved ? "its name does not "
+		    "resolve" : "every address failed and rests");
 }
 
 /* The outbound connect finished, well or not. */
@@ -3383,14 +4018,12 @@ static int conn_connected(struct conn *c)
 		logmsg(c, "connected to %s", addr_str(conn_ai(c)));
 	if (c->gen == targets_gen) /* it works: no more back-off */
 		targets[c->target].backoff_ms = 0;
-	c->active = now;
 	if (IS_CLIENT) {
 		c->state = S_HELLO;
-		c->deadline = now + timeout_ms;
+		list_put(&queues[Q_HANDSHAKE], c, 0);
 		return client_hello(c);
 	}
-	c->state = S_OPEN;
-	c->deadline = 0;
+	conn_open(c);
 	return 0;
 }
 
@@ -3405,133 +4038,121 @@ static int conn_finished(struct conn *c)
 		return 0;
 	if (IS_CLIENT || (c->flags & F_LINK_EOF))
 		return 1;
-	if (!c->deadline)
-		c->deadline = now + timeout_ms;
+	if (!c->ln[0].on)
+		list_put(&queues[Q_CLOSING], c, 0);
 	return 0;
 }
 
-/* Do all the I/O the connection can do now. */
-static void conn_pump(struct conn *c, short plain_ev, short link_ev)
+/* Do all the I/O the connection can do now, with the events pe (plain)
+ * and le (link). Returns 0, or -1 to reset it, -2 to close it. */
+static int conn_pump(struct conn *c, unsigned pe, unsigned le)
 {
 	int r = 0;
 
 	if (c->state == S_CONNECT) {
-		if ((IS_CLIENT ? link_ev : plain_ev) & (POLLOUT | POLLERR |
-							POLLHUP))
-			r = conn_connected(c);
-		if (r < 0 || c->state == S_CONNECT) {
-			if (r < 0)
-				conn_close(c, 1);
-			return;
-		}
-		plain_ev = link_ev = 0;
+		if (!((IS_CLIENT ? le : pe) & (IO_OUT | IO_ERR)))
+			return 0;
+		r = conn_connected(c);
+		if (r < 0 || (c->state != S_OPEN && c->state != S_HELLO))
+			return r;
+		pe = le = 0;
 	}
-	if (!IS_CLIENT && (c->state == S_HELLO || c->state == S_FINISH)) {
-		if ((r = server_handshake(c)) < 0)
-			conn_close(c, r == -1);
-		return;
-	}
-	c->active = now;
-	if (link_ev & (POLLIN | POLLHUP | POLLERR))
+	if (!IS_CLIENT && (c->state == S_HELLO || c->state == S_FINISH))
+		return server_handshake(c);
+	if (c->state == S_OPEN)
+		list_put(&idle_list, c, 1); /* active now (-i) */
+	if (le & (IO_IN | IO_ERR))
 		r = link_read(c);
-	if (r == 0 && (plain_ev & POLLOUT))
+	if (r == 0 && (pe & IO_OUT))
 		r = plain_write(c);
 	if (r == 0)
 		r = rx_process(c);
 	if (r == 0)
-		r = tx_fill(c, plain_ev & (POLLIN | POLLHUP | POLLERR));
+		r = tx_fill(c, pe & (IO_IN | IO_ERR));
 	if (r == 0)
 		r = tx_flush(c);
 	if (r == 0 && (c->flags & F_LINK_EOF) && !rx_waiting(c) &&
-	    (c->state != S_OPEN || !(c->flags & F_RX_EOF)))
-		r = (c->why = c->state == S_OPEN ? W_RESET : W_AUTH,
-		     fail(c, "%s", c->state == S_OPEN ? "link closed "
-			  "without end of stream (truncated)" : hs_closed));
+	    (c->state != S_OPEN || !(c->flags & F_RX_EOF))) {
+		c->why = c->state == S_OPEN ? W_RESET : W_AUTH;
+		r = fail(c, "%s", c->state == S_OPEN ? "link closed without "
+			 "end of stream (truncated)" : hs_closed);
+	}
 	if (r == 0 && (c->flags & F_LINK_EOF) && !(c->flags & F_TX_EOF))
 		r = fail(c, "link closed by the peer while we were sending");
-	if (r < 0) {
-		conn_close(c, 1);
-		return;
-	}
-	if (conn_finished(c)) {
-		conn_close(c, 0);
-		return;
-	}
+	if (r < 0)
+		return r;
+	if (conn_finished(c))
+		return -2;
 	if (c->tx.p && !c->tx.len && !c->tx.hot)
 		buf_free(&c->tx);
 	if (c->rx.p && !c->rx.len && !c->rx.hot)
 		buf_free(&c->rx);
+	return 0;
 }
 
-/* c's deadline has passed, or with -i it has been idle too long. */
-static void conn_timeout(struct conn *c)
+/* c's wait on queue q ran out (q == Q_COUNT: idle for -i). */
+static void conn_expired(struct conn *c, int q)
 {
 	int r;
 
-	if (c->state == S_OPEN && c->deadline && now >= c->deadline) {
-		conn_close(c, 0); /* server: all delivered, no FIN came */
+	if (q == Q_CLOSING) { /* server: all delivered, no FIN came */
+		conn_close(c, 0);
 		return;
 	}
-	if (c->state == S_CONNECT) {
-		r = conn_connect_next(c, (IS_CLIENT ? c->link : c->plain) < 0 ?
-				      0 : ETIMEDOUT);
+	if (q == Q_CONNECT || q == Q_RETRY) {
+		r = conn_connect_next(c, q == Q_CONNECT ? ETIMEDOUT : 0);
 	} else {
 		c->why = W_TIMEOUT;
-		r = c->state == S_OPEN ? fail(c, "idle for %ld s (-i)",
-					      (long)(ms(O_IDLE) / 1000)) :
-		    fail(c, "handshake timed out");
+		r = q == Q_HANDSHAKE ? fail(c, "handshake timed out") :
+		    fail(c, "idle for %ld s (-i)", cfg.num[O_IDLE]);
 	}
-	if (r < 0)
-		conn_close(c, 1);
+	conn_settle(c, r);
 }
 
-#define PFD_LISTEN (-1)
-#define PFD_METRICS (-2)
-#define PFD_HTTP (-3)
-
-static void pfd_add(nfds_t *n, int fd, short events, int owner)
+/* Interest follows buffer state: read only where there is room to put
+ * what is read, write only where something waits. Nothing is asked of an
+ * fd the state has no use for (a connect waits for the outbound fd, a
+ * lookup for neither). */
+static int conn_watch(struct conn *c)
 {
-	pfds[*n].fd = fd;
-	pfds[*n].events = events;
-	pfd_owner[(*n)++] = owner;
-}
-
-/* Poll interest follows buffer state: read only where there is room to
- * put what is read, write only where something waits. An fd with no
- * interest is left out: poll() would still report POLLHUP for it, again
- * and again. */
-static void conn_events(struct conn *c, int slot, nfds_t *n)
-{
-	short pe = 0, le = 0;
+	unsigned pe = 0, le = 0;
+	int tok = TOK_CONN + 2 * (int)(c - conns);
 	int rx_room = !c->rx.p || c->rx.len < c->rx.cap;
 	int tx_room = !c->tx.p || c->tx.off == c->tx.len ||
 		      c->tx.cap - c->tx.len >= REC_WIRE_MAX;
 
 	if (c->state == S_CONNECT) {
-		if (IS_CLIENT)
-			le = POLLOUT;
-		else
-			pe = POLLOUT;
-	} else if (c->state != S_OPEN) {
-		le = POLLIN; /* handshake messages */
-	} else {
+		*(IS_CLIENT ? &le : &pe) = IO_OUT;
+	} else if (c->state == S_HELLO || c->state == S_FINISH) {
+		le = IO_IN; /* handshake messages */
+	} else if (c->state == S_OPEN) {
 		if (!(c->flags & (F_TX_EOF | F_CONTROL)) && tx_room)
-			pe |= POLLIN;
+			pe |= IO_IN;
 		if (rx_waiting(c))
-			pe |= POLLOUT;
+			pe |= IO_OUT;
 		if (!(c->flags & F_LINK_EOF) && rx_room)
-			le |= POLLIN;
+			le |= IO_IN;
 	}
-	/* POLLOUT also while a control record waits to be sealed: tx_fill()
+	/* IO_OUT also while a control record waits to be sealed: tx_fill()
 	 * seals it once the records before it are sent, and nothing else
-	 * may wake this connection then (the plain side's POLLIN is off). */
-	if (c->tx.len > c->tx.off || (c->flags & F_CONTROL))
-		le |= POLLOUT;
-	c->plain_rev = c->link_rev = 0;
-	if (pe && c->plain >= 0)
-		pfd_add(n, c->plain, pe, 2 * slot);
-	if (le && c->link >= 0)
-		pfd_add(n, c->link, le, 2 * slot + 1);
+	 * may wake this connection then (the plain side's IO_IN is off). */
+	if (c->state != S_RESOLVE && c->state != S_CONNECT &&
+	    (c->tx.len > c->tx.off || (c->flags & F_CONTROL)))
+		le |= IO_OUT;
+	if ((c->plain >= 0 && ev_set(c->plain, tok, &c->ev[0], pe) < 0) ||
+	    (c->link >= 0 && ev_set(c->link, tok + 1, &c->ev[1], le) < 0))
+		return -1;
+	return 0;
+}
+
+/* After anything happened to c: r < 0 ends it (-1 with a reset, -2
+ * without), else its interest follows its new state. */
+static void conn_settle(struct conn *c, int r)
+{
+	if (r == 0 && conn_watch(c) < 0)
+		r = fail(c, "cannot wait for events: %s", strerror(errno));
+	if (r < 0)
+		conn_close(c, r == -1);
 }
 
 /* ==== statistics and metrics ============================================ */
@@ -3568,11 +4189,12 @@ static const struct {
 static size_t stats_print(char *out, size_t n, int prom)
 {
 	size_t i, w, len = 0;
-	uint64_t v;
+	unsigned long long v;
 	int k;
 
 	for (i = 0; i < COUNT(stat_rows); i++) {
-		v = (uint64_t)(now - started) / 1000;
+		v = (unsigned long long)(now - started);
+		udiv(&v, 1000);
 		if (stat_rows[i].off >= 0)
 			for (k = 0, v = 0; k < stats_rows; k++)
 				v += *(uint64_t *)((char *)&stats_all[k] +
@@ -3611,6 +4233,7 @@ static void stats_log(void)
  */
 static struct http {
 	int fd;
+	unsigned char ev; /* its interest */
 	size_t len;
 	int64_t deadline;
 	char req[512];
@@ -3618,6 +4241,7 @@ static struct http {
 
 static void http_close(struct http *h)
 {
+	ev_set(h->fd, TOK_HTTP + (int)(h - http), &h->ev, 0);
 	sock_close(h->fd);
 	h->fd = -1;
 }
@@ -3630,7 +4254,8 @@ static void http_accept(void)
 		return;
 	for (i = 0; i < HTTP_MAX && http[i].fd >= 0; i++)
 		;
-	if (i == HTTP_MAX || set_nonblock(fd) < 0) {
+	if (i == HTTP_MAX || set_nonblock(fd) < 0 ||
+	    ev_set(fd, TOK_HTTP + i, &http[i].ev, IO_IN) < 0) {
 		sock_close(fd);
 		return;
 	}
@@ -3679,30 +4304,25 @@ static void http_read(struct http *h)
 
 /* ==== the event loop ==================================================== */
 
-#define PFD_FIXED (2 + HTTP_MAX) /* entries besides the connections' */
-
-static int unauth; /* server: connections not yet authenticated */
-
 /* Strangers cannot lock clients out: at most half of -n connections may
- * be unauthenticated, and past that, or at -n, the oldest of them goes. */
+ * be unauthenticated (the server's handshake queue), and past that, or
+ * at -n, the oldest of them goes: the head of that queue. */
 static void drop_oldest_unauth(void)
 {
-	struct conn *c, *old = NULL;
-	int i;
+	struct conn *old = queues[Q_HANDSHAKE].head;
 
-	for (i = 0; i < conn_high; i++) {
-		c = &conns[i];
-		if ((c->state == S_HELLO || c->state == S_FINISH) &&
-		    (!old || c->since < old->since))
-			old = c;
-	}
 	if (old) {
 		old->why = W_TIMEOUT;
 		fail(old, "dropped: too many connections not yet "
 		     "authenticated (half of -n)");
 		conn_close(old, 1);
-		unauth--;
 	}
+}
+
+/* The server's connections not yet authenticated; the client has none. */
+static int unauth(void)
+{
+	return IS_CLIENT ? 0 : queues[Q_HANDSHAKE].n;
 }
 
 static void accept_new(void)
@@ -3710,7 +4330,7 @@ static void accept_new(void)
 	struct conn *c;
 	int fd, n;
 
-	for (n = 0; n < 64 && (conn_count < conn_max || unauth); n++) {
+	for (n = 0; n < 64 && (conn_count < conn_max || unauth()); n++) {
 		fd = accept(listen_fd, NULL, NULL);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
@@ -3728,71 +4348,176 @@ static void accept_new(void)
 			sock_close(fd);
 			continue;
 		}
-		if (!IS_CLIENT && (unauth >= (conn_max + 1) / 2 ||
-				   conn_count == conn_max))
+		if (unauth() >= (conn_max + 1) / 2 || (unauth() &&
+						       conn_count == conn_max))
 			drop_oldest_unauth();
 		if (!(c = conn_new())) { /* cannot happen: not one dropped */
 			sock_close(fd);
 			return;
 		}
+		if (verbose)
+			logmsg(c, "new connection");
 		if (IS_CLIENT) {
 			c->plain = fd;
-			if (verbose)
-				logmsg(c, "new connection");
-			if (conn_connect_next(c, 0) < 0)
-				conn_close(c, 1);
+			conn_settle(c, conn_connect_next(c, 0));
 		} else {
 			c->link = fd;
 			c->state = S_HELLO;
-			c->deadline = now + timeout_ms;
-			unauth++;
-			if (verbose)
-				logmsg(c, "new connection");
+			list_put(&queues[Q_HANDSHAKE], c, 0);
+			conn_settle(c, 0);
 		}
 	}
 }
 
 static void reload(void);
+static int reload_step(void);
 
-/* The loop's own timers: the SIGTERM drain, -s. */
-static int64_t earliest(int64_t next, int64_t t)
+/* The deadline of a queue's head (see struct link); 0: none. */
+static int64_t queue_due(int q)
 {
-	return t && (!next || t < next) ? t : next;
+	struct conn *c = q == Q_COUNT ? idle_list.head : queues[q].head;
+
+	if (!c)
+		return 0;
+	if (q == Q_COUNT)
+		return ms(O_IDLE) ? c->ln[1].at + ms(O_IDLE) : 0;
+	return c->ln[0].at + (q == Q_RETRY ? ACCEPT_PAUSE_MS / 4 : timeout_ms);
+}
+
+/* When the loop must wake at the latest (0: only for events): the
+ * queues' heads and the loop's own timers. */
+static int64_t loop_next(int64_t stats_next)
+{
+	int64_t next = earliest(drain_until, stats_next);
+	int i;
+
+	for (i = 0; i <= Q_COUNT; i++)
+		next = earliest(next, queue_due(i));
+	for (i = 0; i < HTTP_MAX; i++)
+		if (http[i].fd >= 0)
+			next = earliest(next, http[i].deadline);
+	if (listen_fd >= 0 && now < accept_paused_until)
+		next = earliest(next, accept_paused_until);
+	return targets_next(next);
+}
+
+/* What the wait found: each connection pumped once for both its fds
+ * (their events gathered first), then the lookups, the metrics requests,
+ * and new connections last, so that no slot freed and taken again in
+ * this round gets an event meant for its last holder. */
+static void loop_events(int n)
+{
+	struct conn *c;
+	unsigned char got[TOK_CONN] = {0};
+	int i, k = 0, tok;
+
+	for (i = 0; i < n; i++) {
+		tok = evs[i].tok;
+		if (tok < TOK_CONN) {
+			got[tok] |= evs[i].rev;
+			continue;
+		}
+		c = &conns[(tok - TOK_CONN) / 2];
+		if (c->state == S_FREE)
+			continue;
+		if (!c->rev[0] && !c->rev[1])
+			ready[k++] = c;
+		c->rev[(tok - TOK_CONN) % 2] |= evs[i].rev;
+	}
+	for (i = 0; i < k; i++) {
+		c = ready[i];
+		conn_settle(c, conn_pump(c, c->rev[0], c->rev[1]));
+		c->rev[0] = c->rev[1] = 0;
+	}
+	for (tok = TOK_DNS; tok < TOK_CONN; tok++)
+		if (got[tok])
+			target_event(tok);
+	for (i = 0; i < HTTP_MAX; i++)
+		if (http[i].fd >= 0 && got[TOK_HTTP + i])
+			http_read(&http[i]);
+	if (got[TOK_METRICS])
+		http_accept();
+	if (got[TOK_LISTEN])
+		accept_new();
+}
+
+/* What is due: the queues' heads, the lookups, the metrics requests. */
+static void loop_timers(void)
+{
+	int64_t due;
+	int q;
+
+	for (q = 0; q <= Q_COUNT; q++)
+		while ((due = queue_due(q)) && now >= due)
+			conn_expired(q == Q_COUNT ? idle_list.head :
+				     queues[q].head, q);
+	targets_tick();
+	for (q = 0; q < HTTP_MAX; q++)
+		if (http[q].fd >= 0 && now >= http[q].deadline)
+			http_close(&http[q]);
+}
+
+/* SIGTERM: refuse new clients at once (a new instance can bind the
+ * port), let the open connections finish for up to -w seconds, then
+ * reset the rest. A second SIGTERM, or SIGINT, resets them at once.
+ * Returns 1 when the loop is to end. */
+static int loop_stopping(void)
+{
+	if (sig_int || sig_term > 1 || (sig_term && (!ms(O_WAIT) ||
+		!conn_count || (drain_until && now >= drain_until))))
+		return 1;
+	if (sig_term && !drain_until) {
+		drain_until = now + ms(O_WAIT);
+		ev_set(listen_fd, TOK_LISTEN, &listen_ev, 0);
+		sock_close(listen_fd);
+		listen_fd = -1;
+		if (metrics_fd >= 0) {
+			ev_set(metrics_fd, TOK_METRICS, &metrics_ev, 0);
+			sock_close(metrics_fd);
+		}
+		metrics_fd = -1;
+		logmsg(NULL, "SIGTERM: accepting no more; %d connections have "
+		       "%ld s to finish", conn_count, cfg.num[O_WAIT]);
+	}
+	return 0;
+}
+
+/* The loop's tables, the metrics listener in the event set, and the
+ * first lookups of the names of SERVER or TARGET (the listener's interest
+ * is run()'s). In each worker: an epoll set is not to be shared. */
+static void loop_start(void)
+{
+	int i;
+
+	for (i = 0; i < HTTP_MAX; i++)
+		http[i].fd = -1;
+	conns = calloc((size_t)conn_max, sizeof *conns);
+	if (!conns || ev_init(TOK_CONN + 2 * conn_max) < 0 ||
+	    !(ready = calloc((size_t)ev_cap, sizeof *ready)))
+		die(1, "no memory or event set for %d connections: %s",
+		    conn_max, strerror(errno));
+	if (metrics_fd >= 0 && ev_set(metrics_fd, TOK_METRICS, &metrics_ev,
+				      IO_IN) < 0)
+		die(1, "cannot wait for events: %s", strerror(errno));
+	for (i = 0; i < n_targets; i++)
+		if (!targets[i].ai)
+			target_lookup(&targets[i]);
 }
 
 static void run(void)
 {
-	struct conn *c;
-	int64_t next, wait, stats_next = 0;
-	nfds_t nfds, k;
-	short ready[PFD_FIXED]; /* revents of the listeners and requests,
-				 * by -owner - 1 */
-	int i, n, o, hup = 0, usr1 = 0;
+	int64_t next, stats_next = 0;
+	int n, hup = 0, usr1 = 0, busy;
 
 	for (;;) {
 		now = clock_ms();
-		/* SIGTERM: refuse new clients at once (a new instance can
-		 * bind the port), let the open connections finish for up to
-		 * -w seconds, then reset the rest. A second SIGTERM, or
-		 * SIGINT, resets them at once. */
-		if (sig_int || sig_term > 1 || (sig_term && (!ms(O_WAIT) ||
-			!conn_count || (drain_until && now >= drain_until))))
+		if (loop_stopping())
 			break;
-		if (sig_term && !drain_until) {
-			drain_until = now + ms(O_WAIT);
-			sock_close(listen_fd);
-			listen_fd = -1;
-			if (metrics_fd >= 0)
-				sock_close(metrics_fd);
-			metrics_fd = -1;
-			logmsg(NULL, "SIGTERM: accepting no more; %d "
-			       "connections have %ld s to finish", conn_count,
-			       (long)(ms(O_WAIT) / 1000));
-		}
 		if (sig_hup != hup) {
 			hup = sig_hup;
 			reload();
 		}
+		busy = reload_step(); /* a new key, stretched in slices */
 		/* With -j the supervisor logs the statistics, for all. */
 		if (!worker_id && (sig_usr1 != usr1 || (stats_next &&
 							now >= stats_next))) {
@@ -3802,40 +4527,18 @@ static void run(void)
 		}
 		if (!worker_id && ms(O_STATS) && !stats_next)
 			stats_next = now + ms(O_STATS);
-		next = earliest(drain_until, stats_next);
-		nfds = 0;
-		if (listen_fd >= 0 && (conn_count < conn_max || unauth)) {
-			if (now >= accept_paused_until)
-				pfd_add(&nfds, listen_fd, POLLIN, PFD_LISTEN);
-			else
-				next = earliest(next, accept_paused_until);
-		}
-		if (metrics_fd >= 0)
-			pfd_add(&nfds, metrics_fd, POLLIN, PFD_METRICS);
-		for (i = 0; i < HTTP_MAX; i++)
-			if (http[i].fd >= 0) {
-				pfd_add(&nfds, http[i].fd, POLLIN, PFD_HTTP - i);
-				next = earliest(next, http[i].deadline);
-			}
-		unauth = 0;
-		for (i = 0; i < conn_high; i++) {
-			c = &conns[i];
-			if (c->state == S_FREE)
-				continue;
-			unauth += c->state == S_HELLO || c->state == S_FINISH;
-			conn_events(c, i, &nfds);
-			next = earliest(next, c->deadline);
-			if (ms(O_IDLE) && c->state == S_OPEN)
-				next = earliest(next, c->active + ms(O_IDLE));
-		}
-		if (!spare.ready && now >= spare.retry)
-			next = now; /* no wait: make it when nothing is ready */
-		wait = !next ? -1 : next > now ? next - now : 0;
-		n = os_wait(pfds, nfds, wait);
+		if (listen_fd >= 0 && ev_set(listen_fd, TOK_LISTEN, &listen_ev,
+		    (conn_count < conn_max || unauth()) &&
+		    now >= accept_paused_until ? IO_IN : 0) < 0)
+			accept_paused_until = now + ACCEPT_PAUSE_MS;
+		next = loop_next(stats_next);
+		if (busy || (!spare.ready && now >= spare.retry))
+			next = now; /* no wait: use the time nothing is ready */
+		n = ev_wait(!next ? -1 : next > now ? next - now : 0);
 		if (n < 0) {
 			if (errno != EINTR) { /* cannot happen; do not spin,
 					       * and let signals in */
-				logmsg(NULL, "poll: %s", strerror(errno));
+				logmsg(NULL, "wait: %s", strerror(errno));
 				os_wait(NULL, 0, 1000);
 			}
 			continue;
@@ -3843,132 +4546,106 @@ static void run(void)
 		if (n == 0 && !spare.ready && now >= spare.retry)
 			eph_prepare();
 		now = clock_ms();
-		memset(ready, 0, sizeof ready);
-		for (k = 0; k < nfds; k++) {
-			o = pfd_owner[k];
-			if (o < 0)
-				ready[PFD_LISTEN - o] = pfds[k].revents;
-			else if (o & 1)
-				conns[o / 2].link_rev = pfds[k].revents;
-			else
-				conns[o / 2].plain_rev = pfds[k].revents;
-		}
-		for (i = 0; i < conn_high; i++) {
-			c = &conns[i];
-			if (c->state == S_FREE)
-				continue;
-			if (c->plain_rev || c->link_rev)
-				conn_pump(c, c->plain_rev, c->link_rev);
-			else if ((c->deadline && now >= c->deadline) ||
-				 (ms(O_IDLE) && c->state == S_OPEN &&
-				  now >= c->active + ms(O_IDLE)))
-				conn_timeout(c);
-		}
-		for (i = 0; i < HTTP_MAX; i++) {
-			if (http[i].fd >= 0 && ready[PFD_LISTEN - PFD_HTTP + i])
-				http_read(&http[i]);
-			else if (http[i].fd >= 0 && now >= http[i].deadline)
-				http_close(&http[i]);
-		}
-		if (ready[PFD_LISTEN - PFD_METRICS])
-			http_accept();
-		if (ready[0])
-			accept_new();
+		loop_events(n);
+		loop_timers();
 	}
 }
 
 /* ==== keys ============================================================== */
 
-/* Stretch KEY once (PBKDF2, KDF_ROUNDS) into sk, and derive the hello key
- * hk: every key of the protocol comes from sk, so a recorded hello costs a
- * guesser that much per guess. The caller wipes the raw KEY. */
-static int key_derive(const void *k, size_t n, const char *from,
-		      unsigned char sk[32], unsigned char hk[32])
-{
-	if (n != 16 && n != 24 && n != 32) {
-		fmt(errbuf, sizeof errbuf, "bad KEY (%s): %lu bytes; it must "
-		    "be exactly 16, 24 or 32 bytes (AES-128/192/256)", from,
-		    (unsigned long)n);
-		return -1;
-	}
-	pbkdf2(sk, k, n, "gstunnel2 key", 13, KDF_ROUNDS);
-	hkdf(hk, 32, "gstunnel2", 9, sk, 32, NULL, 0,
-	     "gstunnel2 client hello");
-	return 0;
-}
-
-/* A key file holds the key's bytes; one trailing newline is ignored. */
-static int key_from_file(const char *path, unsigned char sk[32],
-			 unsigned char hk[32], size_t *len)
-{
-	unsigned char b[64];
-	size_t n = 0;
-	ssize_t r = 1;
-	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_BINARY) : 0, e = 0;
-
-	while (fd >= 0 && n < sizeof b && r) {
-		r = read(fd, b + n, sizeof b - n);
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r > 0)
-			n += (size_t)r;
-	}
-	e = errno;
-	if (fd > 0)
-		close(fd);
-	if (fd < 0 || r < 0)
-		fmt(errbuf, sizeof errbuf, "cannot read key file '%s': %s",
-		    path, strerror(e));
-	else if (n == sizeof b)
-		fmt(errbuf, sizeof errbuf, "bad KEY (file '%s'): too long; it "
-		    "must be exactly 16, 24 or 32 bytes", path);
-	if (n && b[n - 1] == '\n' && --n && b[n - 1] == '\r')
-		n--;
-	*len = n;
-	r = fd < 0 || r < 0 || n == sizeof b ? -1 :
-	    key_derive(b, n, "file", sk, hk);
-	wipe(b, sizeof b);
-	return (int)r;
-}
-
 /*
- * The KEY the settings name: the argument, the config file's key, a key
- * file, or GSTUNNEL_KEY. It goes to key and hello_key only when all is
- * well. A KEY from the argument or the environment is wiped at start, so
- * a reload (start 0) keeps it. Returns -1 with errbuf.
+ * KEY is stretched once (PBKDF2, KDF_ROUNDS) into key, and the hello key
+ * comes from that: every key of the protocol comes from the stretched
+ * one, so a recorded hello costs a guesser that much per guess. The raw
+ * KEY is wiped as soon as the stretching has started.
  */
-static int key_load(const struct settings *s, int start)
+#define KEY_SALT "gstunnel2 key"
+
+/* The raw KEY the settings name, into raw (*n bytes): the argument, the
+ * config file's key, a key file (one trailing newline ignored), or
+ * GSTUNNEL_KEY. 1 when there is one, with its length checked; 0 on a
+ * reload whose KEY came from argv or the environment, which are wiped at
+ * start (it stays as it was); -1 with errbuf. */
+static int key_read(const struct settings *s, int start, unsigned char raw[64],
+		    size_t *n)
 {
-	unsigned char sk[32], hk[32];
 	const char *from = cli[O_KEY] ? "argument" : "config file", *k;
 	char *env = getenv("GSTUNNEL_KEY");
-	size_t n = 0;
-	int r;
+	const char *path = s->val[O_KEY_FILE];
+	ssize_t r = 1;
+	int fd = -1, e;
 
+	*n = 0;
 	if ((k = s->val[O_KEY]) && (start || !cli[O_KEY])) {
-		r = key_derive(k, n = strlen(k), from, sk, hk);
-	} else if (s->val[O_KEY_FILE]) {
-		r = key_from_file(s->val[O_KEY_FILE], sk, hk, &n);
+		fmt((char *)raw, 64, "%s", k);
+		*n = strlen(k);
+	} else if (path) {
+		from = "file";
+		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_BINARY) : 0;
+		while (fd >= 0 && *n < 64 && r)
+			if ((r = read(fd, raw + *n, 64 - *n)) > 0)
+				*n += (size_t)r;
+			else if (r < 0 && errno != EINTR)
+				break;
+		e = errno;
+		if (fd > 0)
+			close(fd);
+		if (fd < 0 || r < 0) {
+			fmt(errbuf, sizeof errbuf, "cannot read key file '%s': "
+			    "%s", path, strerror(e));
+			return -1;
+		}
+		if (*n && raw[*n - 1] == '\n' && --*n && raw[*n - 1] == '\r')
+			--*n;
 	} else if (k || !start) {
-		return 0; /* from argv or the environment: as it was */
+		return 0;
 	} else if (env) {
-		r = key_derive(env, n = strlen(env), "GSTUNNEL_KEY", sk, hk);
-		/* gone from /proc/PID/environ from here on */
-		wipe(env, strlen(env));
+		from = "GSTUNNEL_KEY";
+		fmt((char *)raw, 64, "%s", env);
+		*n = strlen(env);
+		wipe(env, *n); /* gone from /proc/PID/environ from here on */
 	} else {
 		fmt(errbuf, sizeof errbuf, "missing KEY: give it as an "
 		    "argument, with -k FILE, in GSTUNNEL_KEY or in the config "
 		    "file");
 		return -1;
 	}
-	if (r == 0) {
-		memcpy(key, sk, 32);
-		memcpy(hello_key, hk, 32);
-		key_len = n;
+	if (*n >= 64)
+		fmt(errbuf, sizeof errbuf, "bad KEY (%s): too long; it must "
+		    "be exactly 16, 24 or 32 bytes", from);
+	else if (*n != 16 && *n != 24 && *n != 32)
+		fmt(errbuf, sizeof errbuf, "bad KEY (%s): %lu bytes; it must "
+		    "be exactly 16, 24 or 32 bytes (AES-128/192/256)", from,
+		    (unsigned long)*n);
+	return *n == 16 || *n == 24 || *n == 32 ? 1 : -1;
+}
+
+/* The stretched KEY in k->out goes into use, and the hello key with it. */
+static void key_use(struct kdf *k, size_t len)
+{
+	memcpy(key, k->out, 32);
+	hkdf(hello_key, 32, "gstunnel2", 9, key, 32, NULL, 0,
+	     "gstunnel2 client hello");
+	key_len = len;
+	wipe(k, sizeof *k);
+}
+
+/* At start: the KEY, stretched in one go (the loop does not run yet). */
+static int key_load(void)
+{
+	unsigned char raw[64];
+	struct kdf k;
+	size_t n;
+
+	if (key_read(&cfg, 1, raw, &n) < 0) {
+		wipe(raw, sizeof raw);
+		return -1;
 	}
-	wipe(sk, sizeof sk);
-	wipe(hk, sizeof hk);
-	return r;
+	kdf_start(&k, raw, n, KEY_SALT, sizeof KEY_SALT - 1, KDF_ROUNDS);
+	wipe(raw, sizeof raw);
+	kdf_run(&k, KDF_ROUNDS);
+	key_use(&k, n);
+	return 0;
 }
 
 /* -g: 32 characters from [A-Za-z0-9], about 190 bits. */
@@ -4216,37 +4893,79 @@ static void settings_use(void)
  * again. New connections use the new key; open ones keep theirs (conn.sk).
  * Anything wrong: a log line, and everything stays as it was. Options read
  * at start only keep their old values, with a line if they changed.
+ *
+ * The new KEY is stretched between the loop's events, a slice of about
+ * RELOAD_SLICE_MS at a time (reload_step): 100000 rounds take about 1.5 s
+ * on a MIPS router, which must not freeze the connections. Meanwhile the
+ * old settings and key stay in use; a newer SIGHUP starts over.
  */
+#ifndef RELOAD_SLICE_MS
+#define RELOAD_SLICE_MS 2
+#endif
+
+static struct {
+	int on;             /* a reload is under way */
+	struct settings s;  /* the new settings */
+	struct target *t;   /* a new SERVER or TARGET list, or NULL */
+	int n;              /* its length */
+	struct kdf kdf;     /* the new KEY, being stretched */
+	size_t key_len;     /* its length; 0: KEY as it was */
+	int steps;          /* slices so far */
+	int64_t longest;    /* the longest one, ms */
+} rl;
+
+static void reload_end(void)
+{
+	settings_free(&rl.s);
+	targets_free(rl.t, rl.n);
+	wipe(&rl, sizeof rl);
+}
+
 static void reload(void)
 {
-	struct settings s;
-	const char *a, *b;
-	struct target *t;
-	unsigned long bit;
-	int i, n;
+	unsigned char raw[64];
+	size_t n = 0;
+	int r;
 
-	if (settings_load(&s) < 0 || key_load(&s, 0) < 0) {
+	if (rl.on)
+		reload_end(); /* a newer SIGHUP: start over */
+	if (settings_load(&rl.s) < 0 || (r = key_read(&rl.s, 0, raw, &n)) < 0 ||
+	    (strcmp(rl.s.val[O_REMOTE], cfg.val[O_REMOTE]) &&
+	     targets_parse(rl.s.val[O_REMOTE], &rl.t, &rl.n) < 0)) {
 		logmsg(NULL, "SIGHUP: reload refused, nothing changed: %s",
 		       errbuf);
+		wipe(raw, sizeof raw);
+		reload_end();
 		return;
 	}
-	if (strcmp(s.val[O_REMOTE], cfg.val[O_REMOTE])) {
-		if (targets_parse(s.val[O_REMOTE], &t, &n) < 0) {
-			logmsg(NULL, "SIGHUP: reload refused: %s; the key may "
-			       "have changed, nothing else did", errbuf);
-			settings_free(&s);
-			return;
-		}
-		targets_free(targets, n_targets);
-		targets = t;
-		n_targets = n;
-		targets_gen++;
+	rl.on = 1;
+	if (r) {
+		kdf_start(&rl.kdf, raw, n, KEY_SALT, sizeof KEY_SALT - 1,
+			  KDF_ROUNDS);
+		rl.key_len = n;
+	}
+	wipe(raw, sizeof raw);
+}
+
+/* The new settings go into use. */
+static void reload_commit(void)
+{
+	const char *a, *b;
+	unsigned long bit;
+	int i;
+
+	if (rl.key_len)
+		key_use(&rl.kdf, rl.key_len); /* wipes rl.kdf */
+	if (rl.t) {
+		targets_replace(rl.t, rl.n);
+		rl.t = NULL;
+		rl.n = 0;
 	} else {
-		for (i = 0; i < n_targets; i++)
-			target_resolve(&targets[i]);
+		for (i = 0; i < n_targets; i++) /* each keeps its addresses */
+			target_lookup(&targets[i]); /* until new ones come */
 	}
 	for (i = 0; i < O_COUNT; i++) {
-		a = s.val[i];
+		a = rl.s.val[i];
 		b = cfg.val[i];
 		if (!(options[i].how & OPT_FIXED))
 			continue;
@@ -4254,17 +4973,45 @@ static void reload(void)
 			logmsg(NULL, "SIGHUP: %s changed: it takes effect at the "
 			       "next start", options[i].name);
 		bit = 1UL << i;
-		s.val[i] = b; /* swap: the old value stays */
+		rl.s.val[i] = b; /* swap: the old value stays */
 		cfg.val[i] = a;
-		if ((s.owned ^ cfg.owned) & bit) {
-			s.owned ^= bit;
+		if ((rl.s.owned ^ cfg.owned) & bit) {
+			rl.s.owned ^= bit;
 			cfg.owned ^= bit;
 		}
 	}
 	settings_free(&cfg);
-	cfg = s;
+	cfg = rl.s;
+	memset(&rl.s, 0, sizeof rl.s);
 	settings_use();
-	logmsg(NULL, "SIGHUP: reloaded");
+	if (rl.key_len)
+		logmsg(NULL, "SIGHUP: reloaded (the key stretched in %d steps "
+		       "of at most %ld ms)", rl.steps, (long)rl.longest);
+	else
+		logmsg(NULL, "SIGHUP: reloaded");
+	reload_end();
+}
+
+/* The loop's turn for a reload: one slice of stretching, and at its end
+ * the commit. 1 while there is more to do. */
+static int reload_step(void)
+{
+	int64_t t0 = clock_ms(), t;
+
+	if (!rl.on)
+		return 0;
+	if (rl.key_len) {
+		while (!kdf_run(&rl.kdf, 64) &&
+		       (t = clock_ms()) - t0 < RELOAD_SLICE_MS)
+			;
+		t = clock_ms() - t0;
+		rl.longest = t > rl.longest ? t : rl.longest;
+		rl.steps++;
+		if (rl.kdf.left)
+			return 1;
+	}
+	reload_commit();
+	return 0;
 }
 
 /* ==== process =========================================================== */
@@ -4613,8 +5360,8 @@ static void supervise(int n, const struct addrinfo *ai)
 		 * a fork that failed is tried again after a second */
 		t = live < n && !sig_term && !sig_int ? 1000 : stats_next ?
 		    stats_next - now : -1;
-		ts.tv_sec = (time_t)(t / 1000);
-		ts.tv_nsec = (long)(t % 1000) * 1000000;
+		ts.tv_sec = (int)t / 1000;
+		ts.tv_nsec = (long)((int)t % 1000) * 1000000;
 		ppoll(NULL, 0, t >= 0 ? &ts : NULL, &none);
 	}
 	if (pidfile)
@@ -4721,7 +5468,7 @@ int main(int argc, char **argv)
 			    cfg.syslog ? "" : "; use -l stderr");
 		log_syslog = 1;
 	}
-	if (key_load(&cfg, 1) < 0)
+	if (key_load() < 0)
 		die(2, "%s", errbuf);
 	if (cli[O_KEY]) /* gone from /proc/PID/cmdline from here on */
 		wipe((char *)cli[O_KEY], strlen(cli[O_KEY]));
@@ -4751,9 +5498,10 @@ int main(int argc, char **argv)
 		if (metrics_ai)
 			logmsg(NULL, "metrics on http://%s/metrics",
 			       addr_str(metrics_ai));
-		logmsg(NULL, "%s %s; at most %d connections; RDRAND %s",
+		logmsg(NULL, "%s %s; at most %d connections; RDRAND %s; %s",
 		       options[O_REMOTE].name, cfg.val[O_REMOTE], conn_max,
-		       use_rdrand ? "on" : "off");
+		       use_rdrand ? "on" : "off", EPOLL ? "epoll" : WINDOWS ?
+		       "select()" : "poll()");
 		for (i = 0; i < (int)COUNT(ciphers); i++)
 			if (!(IS_CLIENT || cipher_forced) ||
 			    &ciphers[i] == cipher)
@@ -4798,14 +5546,7 @@ int main(int argc, char **argv)
 	if (metrics_ai)
 		addrs_free(metrics_ai);
 
-	for (i = 0; i < HTTP_MAX; i++)
-		http[i].fd = -1;
-	conns = calloc((size_t)conn_max, sizeof *conns);
-	pfds = calloc(PFD_FIXED + 2 * (size_t)conn_max, sizeof *pfds);
-	pfd_owner = calloc(PFD_FIXED + 2 * (size_t)conn_max,
-			   sizeof *pfd_owner);
-	if (!conns || !pfds || !pfd_owner)
-		die(1, "out of memory for %d connections", conn_max);
+	loop_start();
 	run();
 
 	if (verbose || conn_count)
@@ -4825,7 +5566,5 @@ int main(int argc, char **argv)
 	settings_free(&cfg);
 	targets_free(targets, n_targets);
 	free(conns);
-	free(pfds);
-	free(pfd_owner);
 	return 0;
 }

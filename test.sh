@@ -593,8 +593,8 @@ if want cli; then
 	check "cli: bad port"          bad_args "port '99999'" "$L" 127.0.0.1:99999 "$KEY"
 	check "cli: port not a number" bad_args "port 'http'" 127.0.0.1:http "$S" "$KEY"
 	check "cli: no port"           bad_args "host:port" "$L" 127.0.0.1 "$KEY"
-	check "cli: unresolvable host" bad_args "cannot resolve SERVER 'no.such.host.invalid'" \
-		"$L" no.such.host.invalid:80 "$KEY"
+	check "cli: malformed host name" bad_args "bad SERVER 'no..such:80': bad host name" \
+		"$L" no..such:80 "$KEY"
 	check "cli: missing argument"  bad_args "missing SERVER" "$L"
 	check "cli: missing key"       bad_args "missing KEY" "$L" "$S"
 	check "cli: extra argument"    bad_args "unexpected argument" "$L" "$S" "$KEY" more
@@ -736,6 +736,22 @@ if want many; then
 	check "many: $MANY concurrent connections, each verified" t many $CA $MANY 20000
 	fds_back() { [ "$(fds $A_C)" = "$fa" ] && [ "$(fds $A_S)" = "$fb" ]; }
 	check "many: fd counts back where they started ($fa, $fb)" wait_for 50 fds_back
+fi
+
+# ---- timers at scale ------------------------------------------------------
+# 3000 connections open (each echoing a byte every 2 s, so never idle for
+# -i 6), and beside them a stranger that stalls its handshake (-t 2) and a
+# connection that goes idle: each of those two ends on time, and none of
+# the 3000 is touched.
+if want scale; then
+	SOPT="-t 2 -i 6" pair SC $((P + 171)) $((P + 170)) 127.0.0.1:$ECHO; scs=$spid scc=$cpid
+	bg "$T/keep.out" t keep $((P + 171)) 3000 14 2; keep=$last
+	sleep 4 # most of them open
+	check "scale: with 3000 open, a stalled handshake ends after -t 2" t stall $((P + 170)) 1.5 4.5
+	check "scale: with 3000 open, an idle connection ends after -i 6" t idle $((P + 171)) 5.5 9
+	kept() { wait $keep; rc=$?; cat "$T/keep.out"; [ $rc = 0 ]; }
+	check "scale: and each of the 3000 carried on, untouched" kept
+	stop $scc; stop $scs
 fi
 
 # ---- the secure channel ---------------------------------------------------
@@ -1053,10 +1069,36 @@ if want dns; then
 			kill $c; wait $c
 		done
 		for name in nx.test silent.test; do
-			t0=$(date +%s)
-			"$3" 127.0.0.1:7011 $name:7010 "$5" 2>"$1/dns.$name.log"
-			echo "$name: exit $? after $(($(date +%s) - t0)) s"
+			"$3" -v 127.0.0.1:7011 $name:7010 "$5" 2>"$1/dns.$name.log" & c=$!
+			sleep 0.3
+			echo "$name: $("$2" "$1/t.py" closed 7011 x 8 reset 2>&1)"
+			kill $c; wait $c
 		done
+		# a stream flows while another connection waits for a name that
+		# a nameserver never answers, and while SIGHUP looks them up again
+		printf "%s" "$5" >"$1/dns.key" # SIGHUP reads and stretches it again
+		"$3" -v -k "$1/dns.key" 127.0.0.1:7012 127.0.0.1:7010,silent.test:7010 \
+			2>"$1/dns.gaps.log" & c=$!
+		sleep 0.3
+		"$2" "$1/t.py" gaps 7012 11 0.5 >"$1/dns.gaps.out" 2>&1 & g=$!
+		sleep 1
+		"$2" "$1/t.py" echo 7012 1000 >"$1/dns.waiter.out" 2>&1 & w=$!
+		sleep 4.5
+		kill -HUP $c
+		wait $g; echo "gaps: $? $(cat "$1/dns.gaps.out")"
+		wait $w; echo "waiter: $? $(cat "$1/dns.waiter.out")"
+		kill $c; wait $c
+		# a server whose target does not resolve yet: it runs, and carries
+		# data once the name resolves (here: once it is in /etc/hosts)
+		"$4" -v 127.0.0.1:7020 later.test:7001 "$5" 2>"$1/dns.later.log" & s2=$!
+		"$3" 127.0.0.1:7021 127.0.0.1:7020 "$5" 2>/dev/null & c=$!
+		sleep 0.5
+		echo "later1: $("$2" "$1/t.py" closed 7021 x 5 reset 2>&1)"
+		echo "127.0.0.1 later.test" >>"$1/dns.hosts"
+		i=0; while [ $i -lt 100 ] && ! grep -q "resolves now" "$1/dns.later.log"; do
+			sleep 0.1; i=$((i + 1)); done
+		"$2" "$1/t.py" echo 7021 10000 && echo "later2: ok" || echo "later2: FAILED"
+		kill $c $s2; wait $c $s2
 		kill $d $e $s; wait' sh "$T" "$PY" "$CLIENT" "$SERVER" "$KEY" >"$T/dns.out" 2>&1; }
 	[ $MNTNS = 1 ] && dns_ns
 	dns_ok() { grep -q "^$1: ok$" "$T/dns.out" || { cat "$T/dns.out"; false; }; }
@@ -1064,12 +1106,26 @@ if want dns; then
 	mcheck "dns: a name without a dot, found in a search domain" dns_ok tun
 	spoof() { dns_ok spoof.test && ! grep 127.0.0.9 "$T/dns.spoof.test.log"; }
 	mcheck "dns: replies with a wrong ID or from a wrong port are ignored" spoof
-	nx() { grep -q "^nx.test: exit 2 " "$T/dns.out" &&
-		logged "cannot resolve SERVER 'nx.test': no address" "$T/dns.nx.test.log"; }
-	mcheck "dns: a name that does not exist is refused at start" nx
-	silent() { grep "^silent.test: exit 2 after [4-7] s" "$T/dns.out" &&
-		logged "no answer from the nameservers" "$T/dns.silent.test.log"; }
-	mcheck "dns: a nameserver that does not answer: refused after 5 s" silent
+	nx() { grep "^nx.test: closed (reset) after 0" "$T/dns.out" &&
+		logged "server nx.test:7010: no address for 'nx.test'; looking it up again in 1 s" \
+			"$T/dns.nx.test.log" &&
+		logged "cannot connect to server: its name does not resolve" "$T/dns.nx.test.log"; }
+	mcheck "dns: a name that does not exist (yet): the client runs, and resets connections with a line" nx
+	silent() { grep "^silent.test: closed (reset) after [4-6]\." "$T/dns.out" &&
+		logged "no answer from the nameservers; looking it up again in 1 s" "$T/dns.silent.test.log"; }
+	mcheck "dns: a nameserver that does not answer: a connection waits for the lookup (5 s), then is reset" silent
+	out_has() { grep "^$1" "$T/dns.out" || { cat "$T/dns.out"; false; }; }
+	mcheck "dns: a stream flows on (no gap over 0.5 s) while another connection waits for a silent nameserver, and through SIGHUP's lookups" \
+		out_has "gaps: 0 "
+	waited() { out_has "waiter: 0 " && logged "conn 2: connecting to 127.0.0.1:7010" "$T/dns.gaps.log" &&
+		logged "SIGHUP: reloaded (the key stretched in" "$T/dns.gaps.log"; }
+	mcheck "dns: the connection that waited for the name is served by the next server" waited
+	later() { out_has "later1: closed (reset)" &&
+		logged "target later.test:7001: no address for 'later.test'; looking it up again in 1 s" "$T/dns.later.log" &&
+		logged "cannot connect to target: its name does not resolve" "$T/dns.later.log"; }
+	mcheck "dns: a server whose target does not resolve yet runs, and resets connections with a line" later
+	later2() { out_has "later2: ok" && logged "target later.test:7001 resolves now" "$T/dns.later.log"; }
+	mcheck "dns: and carries data once the name resolves, without a restart" later2
 fi
 
 if want targets; then
@@ -1481,7 +1537,7 @@ fi
 # The same again with the other cipher (see the header).
 if [ -z "${CIPHER:-}" ]; then
 	echo "== again with -c chacha20 on both ends"
-	CIPHER=chacha20 EXCEPT="cli keys signal cipher fuzz $OPS" CLIENT_BIN="$CLIENT_BIN" \
+	CIPHER=chacha20 EXCEPT="cli keys signal cipher fuzz scale $OPS" CLIENT_BIN="$CLIENT_BIN" \
 		SERVER_BIN="$SERVER_BIN" GSTUNNEL_CLIENT="$CLIENT" \
 		GSTUNNEL_SERVER="$SERVER" "$0" $FLAGS $ONLY | tee "$T/chacha.out"
 	set -- $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$T/chacha.out" | tail -n 1 | tr -d ,)
@@ -2446,6 +2502,103 @@ def c_held(port, n, seconds):
     if got.strip().decode() != hashlib.sha256(d).hexdigest():
         fail("the target's hash differs: %r" % got[:70])
     print("%d bytes arrived intact" % len(d))
+
+
+def c_keep(port, count, seconds, period):
+    """count connections held open through the tunnel for `seconds`, each
+    echoing one byte every `period` seconds (so that -i never finds it
+    idle): every echo must come back, none may end."""
+    count, seconds, period = int(count), float(seconds), float(period)
+
+    async def one(i, t_end):
+        await asyncio.sleep(period * i / count)  # spread the pings
+        r, w = await connect(port)
+        try:
+            while True:
+                b = bytes([i & 255])
+                w.write(b)
+                await w.drain()
+                if await asyncio.wait_for(r.readexactly(1), 10) != b:
+                    return "wrong byte"
+                if time.time() >= t_end:
+                    break
+                await asyncio.sleep(period)
+            w.write_eof()
+            rest, end = await read_all(r, timeout=10)
+            return None if end == "eof" and not rest else "end=" + end
+        except (OSError, asyncio.IncompleteReadError,
+                asyncio.TimeoutError) as e:
+            return type(e).__name__
+        finally:
+            w.close()
+
+    async def run():
+        t_end = time.time() + seconds
+        return await asyncio.gather(*[one(i, t_end) for i in range(count)])
+    res = asyncio.run(run())
+    bad = [r for r in res if r]
+    if bad:
+        fail("%d of %d held connections failed: %s" % (len(bad), count,
+                                                       sorted(set(bad))))
+    print("%d connections held %.0f s, each echoing every %.1f s" % (
+        count, seconds, period))
+
+
+def c_stall(port, lo, hi):
+    """A stranger at the server port sends the first 20 bytes of a hello
+    with the right version, then nothing: the server must end the
+    connection between lo and hi seconds later, without a byte."""
+    s = socket.create_connection((HOST, int(port)), 5)
+    s.sendall(b"\x02" + os.urandom(19))
+    t0 = time.time()
+    s.settimeout(float(hi))
+    try:
+        end = "data" if s.recv(1) else "eof"
+    except socket.timeout:
+        fail("still open after %s s" % hi)
+    except ConnectionResetError:
+        end = "reset"
+    dt = time.time() - t0
+    print("%s after %.1f s" % (end, dt))
+    if end == "data" or dt < float(lo):
+        fail("%s sooner than %s s" % (end, lo))
+
+
+def c_gaps(port, seconds, limit):
+    """Stream through the echo target for `seconds`, 16 KiB every 10 ms,
+    and time the gaps in what comes back: none may be longer than
+    `limit` seconds, and every byte must come back."""
+    async def run():
+        r, w = await connect(port)
+        d = data(9, 16384 * int(float(seconds) * 100))
+        t_end = time.time() + float(seconds)
+
+        async def send():
+            for i in range(0, len(d), 16384):
+                w.write(d[i:i + 16384])
+                await w.drain()
+                if time.time() > t_end:
+                    break
+                await asyncio.sleep(0.01)
+            w.write_eof()
+            return i + 16384
+        t = asyncio.ensure_future(send())
+        got, last, gap = bytearray(), time.time(), 0.0
+        while True:
+            b = await asyncio.wait_for(r.read(1 << 16), 30)
+            now = time.time()
+            if not b:
+                break
+            gap, last = max(gap, now - last), now
+            got += b
+        sent = await t
+        return bytes(got) == d[:sent], gap, len(got)
+    ok, gap, n = asyncio.run(run())
+    print("%d bytes, the longest gap %.3f s" % (n, gap))
+    if not ok:
+        fail("the stream came back altered or cut")
+    if gap > float(limit):
+        fail("a gap of %.3f s (limit %s)" % (gap, limit))
 
 
 def c_pause(port, n, flag, seed=6):
