@@ -28,13 +28,6 @@
 
 #define _GNU_SOURCE /* syscall(), explicit prototypes on glibc and musl */
 
-#ifdef _WIN32 /* mingw-w64: see "platform" */
-#define FD_SETSIZE 4096 /* select(): sockets it can watch at once */
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#include <windows.h>
-#include <bcrypt.h>
-#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -46,43 +39,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#ifndef _WIN32
-#include <grp.h>
-#include <netdb.h> /* struct addrinfo */
-#include <poll.h>
-#include <sched.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/types.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#endif
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
-#if defined(__linux__) && !defined(USE_POLL)
-#define EPOLL 1 /* the loop waits with epoll; -DUSE_POLL: with poll() */
-#include <sys/epoll.h>
-#else
-#define EPOLL 0
-#endif
 
 #include <bearssl.h>
 
 /* ==== tunables ========================================================== */
 
-#ifndef O_BINARY
-#define O_BINARY 0 /* Windows: no CRLF translation in key files */
-#endif
-#ifndef O_NOFOLLOW
-#define O_NOFOLLOW 0
-#endif
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 #if defined(CLIENT) == defined(SERVER)
 #error "build with exactly one of -DCLIENT or -DSERVER"
@@ -93,12 +55,6 @@
 #else
 #define IS_CLIENT 0
 #define PROG "gstunnel_server"
-#endif
-
-#ifdef _WIN32
-#define WINDOWS 1
-#else
-#define WINDOWS 0
 #endif
 
 #ifndef VERSION
@@ -146,8 +102,16 @@
 #define REC_TAG 16
 #define REC_WIRE_MAX (REC_HEAD + 1 + REC_PAYLOAD_MAX + REC_TAG)
 #define REC_CTRL_MAX (REC_HEAD + 1 + 32 + REC_TAG)
-#define CLIENT_HELLO_LEN 66 /* version, cipher, X25519 public, MAC */
-#define SERVER_HELLO_LEN 65 /* cipher, X25519 public, MAC */
+/* The handshake's fields, named as in the README's Protocol section. */
+#define CH_VERSION 0        /* ClientHello: the version byte */
+#define CH_CID 1            /* the cipher's id */
+#define CH_XC 2             /* Xc, the client's X25519 public key */
+#define CH_MAC 34           /* HMAC(hk, the 34 bytes before) */
+#define CLIENT_HELLO_LEN 66
+#define SH_CID 0            /* ServerHello and Refusal: cid */
+#define SH_XS 1             /* Xs (32 zero bytes in a Refusal) */
+#define SH_MAC 33           /* HMAC(fs, th); in a Refusal, HMAC(hk, ...) */
+#define SERVER_HELLO_LEN 65
 #define FINISHED_LEN 32
 
 /* Each direction's buffer holds BUF_RECORDS full records at first, and up
@@ -256,7 +220,7 @@ struct dir {
 			unsigned char key[32];
 			br_chacha20_run chacha;
 			br_poly1305_run poly;
-		} cp;
+		} chapoly;
 	} k;
 	unsigned char secret[32]; /* traffic secret: ratchets on rotation */
 	unsigned char iv[12];
@@ -350,201 +314,60 @@ static void logmsg(const struct conn *c, const char *fmt, ...)
 static int fail(struct conn *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void conn_close(struct conn *c, int reset);
 static void conn_open(struct conn *c);
+static const struct cipher *cipher_by_name(const char *name);
+static int cpu_count(void);
 static int conn_connect_next(struct conn *c, int err);
+static void conn_settle(struct conn *c, int r);
 static int rx_process(struct conn *c);
+static void process_end(void);
 
-/* ==== globals =========================================================== */
-
-static const char *usage_head =
-"usage: gstunnel_client [options] LISTEN SERVER [KEY]\n"
-"       gstunnel_server [options] LISTEN TARGET [KEY]\n"
-"\n"
-"  LISTEN      address to accept on: host:port, [ipv6]:port or :port\n"
-"  SERVER      address of the gstunnel_server (client only)\n"
-"  TARGET      address of the service to reach (server only); SERVER and\n"
-"              TARGET may be a list: host:port,host:port,...\n"
-"  KEY         shared secret of exactly 16, 24 or 32 bytes (AES-128/192/256);\n"
-"              read from -k FILE or $GSTUNNEL_KEY when not given here\n"
-"\n"
-"options:\n";
-
-/*
- * The options, one row each: the single source of truth. A row drives the
- * command line (-x VALUE, --name VALUE or --name=VALUE), the config file's
- * names (-f), usage() and so the test that compares usage() with the man
- * page. The last rows are the operands, which config files name too.
- */
-enum {
-	O_CIPHER, O_KEY_FILE, O_CONFIG, O_WORKERS, O_MAXCONN, O_TIMEOUT,
-	O_ROTATE, O_IDLE, O_WAIT, O_KEEPALIVE, O_STATS, O_METRICS, O_LOG,
-	O_USER, O_DAEMON, O_PIDFILE, O_VERBOSE, O_GENKEY, O_SELFTEST,
-	O_BENCH, O_VERSION, O_HELP, O_LISTEN, O_REMOTE, O_KEY, O_COUNT
-};
-#define OPT_VALUE 1 /* takes a value */
-#define OPT_FIXED 2 /* read at start only: SIGHUP leaves it as it was */
-#define OPT_CLI 4   /* command line only: not in a config file */
-#define V OPT_VALUE /* short, for the table only */
-#define F OPT_FIXED
-#define C OPT_CLI
-
-static const struct option {
-	char flag, how;
-	const char *name, *arg, *help; /* help: lines joined by \n */
-} options[O_COUNT] = {
-	{'c', V, "cipher", "CIPHER", "aes (AES-GCM, the default) or chacha20 "
-	 "(ChaCha20-Poly1305,\nfaster on CPUs without AES instructions: see "
-	 "-B); a server\ngiven -c refuses the other, else it takes the "
-	 "client's"},
-	{'k', V, "key-file", "FILE", "read KEY from FILE ('-': standard "
-	 "input)"},
-	{'f', V | F | C, "config", "FILE", "read options from FILE: "
-	 "'name value' lines, where name is\nan option's long name (see the "
-	 "README)"},
-	{'j', V | F, "workers", "WORKERS", "worker processes, 0: one per CPU "
-	 "(default 1)"},
-	{'n', V | F, "maxconn", "MAXCONN", "connections at once, per worker "
-	 "(default: fd limit / 2,\nat most 8192)"},
-	{'t', V, "timeout", "SECONDS", "connect and handshake timeout "
-	 "(default 10)"},
-	{'r', V, "rotate", "SECONDS", "rotate keys after SECONDS of activity, "
-	 "0: by volume only\n(default 60)"},
-	{'i', V, "idle", "SECONDS", "reset a connection idle for SECONDS "
-	 "(default 0: never)"},
-	{'w', V, "wait", "SECONDS", "on SIGTERM, let connections finish for "
-	 "up to SECONDS\n(default 10)"},
-	{'K', V, "keepalive", "IDLE,INTERVAL,COUNT", "TCP keepalive: probe "
-	 "after IDLE seconds of silence, then every\nINTERVAL; dead after "
-	 "COUNT probes (default 60,10,6); 0: off"},
-	{'s', V, "stats", "SECONDS", "log a statistics line every SECONDS "
-	 "(default 0: on SIGUSR1)"},
-	{'m', V | F, "metrics", "[HOST:]PORT", "serve the statistics for "
-	 "Prometheus at http://HOST:PORT/metrics\n(HOST: 127.0.0.1 when "
-	 "not given)"},
-	{'l', V | F, "log", "WHERE", "stderr or syslog (default stderr; "
-	 "with -d, syslog)"},
-	{'u', V | F, "user", "USER[:GROUP]", "after binding, run as USER (and "
-	 "GROUP)"},
-	{'d', F, "daemon", NULL, "detach and run in the background"},
-	{'p', V | F, "pidfile", "FILE", "write the process id to FILE"},
-	{'v', 0, "verbose", NULL, "verbose: log connections, key rotations, "
-	 "cipher code, and\nevery failure before authentication"},
-	{'g', F | C, "genkey", NULL, "print a new random 32-character key and "
-	 "exit"},
-	{'S', F | C, "selftest", NULL, "run the crypto self-test on every "
-	 "implementation and exit"},
-	{'B', F | C, "bench", NULL, "measure each cipher implementation's "
-	 "speed here and exit"},
-	{'V', F | C, "version", NULL, "print the version and exit"},
-	{'h', F | C, "help", NULL, "print this help and exit"},
-	{0, V | F, "listen", "LISTEN", NULL},
-	{0, V, IS_CLIENT ? "server" : "target", IS_CLIENT ? "SERVER" :
-	 "TARGET", NULL},
-	{0, V, "key", "KEY", NULL},
-};
-#undef V
-#undef F
-#undef C
-
-/*
- * The settings: each option's value as given (NULL: not given), and the
- * parsed form of those the loop uses. The command line's values point into
- * argv; a config file's are allocated (bit i of owned) and freed with the
- * settings. SIGHUP builds new settings and keeps them only if all is well.
- */
-struct settings {
-	const char *val[O_COUNT];
-	unsigned long owned;
-	const struct cipher *cipher;
-	long num[O_COUNT]; /* the numbers: seconds, counts */
-	int ka[3], syslog;
-};
-static struct settings cfg;
-
-/* Option i's value (seconds) in milliseconds. */
-static int64_t ms(int i)
-{
-	return (int64_t)cfg.num[i] * 1000;
-}
-static const char *cli[O_COUNT]; /* the command line's values */
-static char errbuf[320];         /* why the last parse failed */
-
-/* The connection table: conn_max slots; those from conn_high on were
- * never used, and free_conns chains the freed ones (through ln[0].next). */
-static struct conn *conns, *free_conns;
-static struct conn **ready; /* the loop's: those with events this round */
-static int conn_max, conn_count, conn_high;
-static unsigned long conn_ids;
-static int listen_fd = -1, metrics_fd = -1;
-static unsigned char listen_ev, metrics_ev; /* their interest */
-
-/* The queues of ln[0] (see struct link): connect (-t; Q_RETRY: out of
- * fds, try again shortly), handshake (-t; on the server, the connections
- * not yet authenticated) and the server's wait for the client's FIN after
- * both EOFs (-t). The idle list (ln[1]) holds every open connection, the
- * least recently active first (-i). */
-enum { Q_CONNECT, Q_RETRY, Q_HANDSHAKE, Q_CLOSING, Q_COUNT };
-static struct list queues[Q_COUNT], idle_list;
-
-/* Event tokens: what an fd is to the loop (see "events"). A connection's
- * are TOK_CONN + 2 * slot + 0 (plain) or 1 (link); a lookup's sockets
- * TOK_DNS + 2 * target + 0 (IPv4) or 1 (IPv6). */
-enum { TOK_LISTEN, TOK_METRICS, TOK_HTTP, TOK_DNS = TOK_HTTP + HTTP_MAX,
-       TOK_CONN = TOK_DNS + 2 * TARGETS_MAX };
-#define IO_IN 1  /* readable, or interest in it */
-#define IO_OUT 2 /* writable */
-#define IO_ERR 4 /* an error or hang-up: reported, never asked for */
-/* SERVER (client) or TARGET (server): n_targets addresses. A reload that
- * changes the list makes a new one and a new targets_gen. */
-static struct target *targets;
-static int n_targets, target_next;
-static unsigned targets_gen;
-static int64_t now, accept_paused_until, started, drain_until;
-static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000;
-static int64_t rotate_ms = ROTATE_DEFAULT * 1000;
-/* signals caught, counted; the loop acts on each new count */
-static volatile sig_atomic_t sig_term, sig_int, sig_hup, sig_usr1;
-static int worker_id;  /* with -j: this worker's number, from 1 */
-static int reuseport;  /* each worker has its own SO_REUSEPORT listener */
-static struct stats *stats_all, *st; /* all rows (one per worker); ours */
-static int stats_rows = 1;
-static int log_fd = 2, log_syslog; /* stderr, or a socket to /dev/log */
-static const char *pidfile;
-
-/* key: KEY stretched by PBKDF2 (the raw KEY is wiped at once); key_len:
- * the raw KEY's length, which picks AES-128/192/256 */
-static unsigned char key[32], hello_key[32];
-static size_t key_len;
-static const struct cipher *cipher; /* -c, or the default */
-static int cipher_forced;           /* -c given: the server refuses others */
-/* the implementations in use: set by crypto_select() and cipher use() */
-static const br_block_ctr_class *aes_impl;
-static br_ghash ghash_impl;
-static br_chacha20_run chacha_impl;
-static br_poly1305_run poly_impl;
-static const br_ec_impl *ec_impl = &br_ec_c25519_m31;
-static int use_rdrand = 1;
-static int urandom_fd = -1;
-
-static const char *send_label = IS_CLIENT ? "gstunnel2 c2s" : "gstunnel2 s2c";
-static const char *recv_label = IS_CLIENT ? "gstunnel2 s2c" : "gstunnel2 c2s";
-static const char *plain_name = IS_CLIENT ? "app" : "target";
-static const char *hs_closed = "authentication failed: the server closed the "
-			       "link in the handshake (wrong key?)";
+/* State every section reads: the time the loop woke at (ms on the
+ * monotonic clock), and why the last parse or lookup failed. */
+static int64_t now;
+static char errbuf[320];
 
 /* ==== platform ========================================================== */
 
 /*
- * What differs between POSIX and Windows, behind a few neutral names:
- * sockets (sock_init, sock_close, set_nonblock, os_readv, os_writev, and on
- * Windows errno for every socket call), os_wait (the loop's poll), the
- * random source, the clock, signals, the fd limit, the counters' memory.
- * The Unix-only options (-u, -d, -j, -l syslog) are refused on Windows at
- * start (main), so their code is left out of a Windows build (see
- * "process" and "workers").
+ * Everything that differs by OS, behind a few neutral names, and nowhere
+ * else (feature guards such as SO_REUSEPORT excepted, one line each):
+ *
+ *   sockets   sock_open, sock_accept, sock_connect, sock_bind,
+ *             sock_listen, sock_send, sock_recv, sock_sendto,
+ *             sock_recvfrom, sock_shutdown, sock_setopt, sock_getopt,
+ *             sock_readv, sock_writev, sock_close, sock_nonblock,
+ *             sock_keepalive, sock_init; os_strerror (Winsock's errors)
+ *   waiting   os_wait (poll(); select() on Windows), and the event
+ *             backend, ev_init, ev_set, ev_wait (epoll on Linux)
+ *   random    os_random; time: clock_ms
+ *   signals   os_signals (console events on Windows), os_log_ready
+ *   process   os_no_dumps, os_daemon, os_set_ids (-u), os_fork,
+ *             os_reap, os_kill (-j), os_shared (the counters),
+ *             os_fd_room, cpu_count, os_syslog (-l syslog)
+ *   names     os_resolve (Windows: getaddrinfo; see "name lookup")
+ *
+ * On POSIX the sock_* calls are libc's own. The Unix-only options (-u,
+ * -d, -j, -l syslog) are refused on Windows at start (log_start), so the
+ * Windows versions of their calls do nothing.
  */
+
+/* Signals caught, counted; the loop acts on each new count. */
+static volatile sig_atomic_t sig_term, sig_int, sig_hup, sig_usr1;
+
 #ifdef _WIN32
 
+#define FD_SETSIZE 4096 /* select(): sockets it can watch at once */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <bcrypt.h>
+
+#define WINDOWS 1
+#define OS_RESOLVER 1 /* names: getaddrinfo (see os_resolve) */
+#define EPOLL 0
+#define O_NOFOLLOW 0
 typedef unsigned long nfds_t;
+typedef unsigned short sa_family_t;
 struct iovec {
 	void *iov_base;
 	size_t iov_len;
@@ -552,6 +375,8 @@ struct iovec {
 #define MSG_NOSIGNAL 0
 #define MSG_DONTWAIT 0
 #define SHUT_WR SD_SEND
+#define SIGHUP 1   /* never raised here: no SIGHUP, SIGUSR1 or SIGCHLD */
+#define SIGUSR1 10
 #ifndef ENOTSUP
 #define ENOTSUP 129
 #endif
@@ -571,7 +396,7 @@ static int wsa_map(int e)
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+	for (i = 0; i < COUNT(map); i++)
 		if (map[i][0] == e)
 			return map[i][1];
 	return e ? EIO : 0;
@@ -596,25 +421,25 @@ static const char *os_strerror(int e)
 	       e == ENOBUFS ? "No buffer space" : e == EWOULDBLOCK ?
 	       "Would block" : strerror(e);
 }
-#define strerror os_strerror
 
-static int w_socket(int af, int type, int proto)
+/* Each socket call sets errno from WSAGetLastError() when it fails. */
+static int sock_open(int af, int type)
 {
-	SOCKET s = socket(af, type, proto);
+	SOCKET s = socket(af, type, 0);
 
 	return s == INVALID_SOCKET ? wsa_fail() : (int)s;
 }
 
-static int w_accept(int fd, struct sockaddr *a, socklen_t *l)
+static int sock_accept(int fd)
 {
-	SOCKET s = accept((SOCKET)fd, a, l);
+	SOCKET s = accept((SOCKET)fd, NULL, NULL);
 
 	return s == INVALID_SOCKET ? wsa_fail() : (int)s;
 }
 
 /* A non-blocking connect says WSAEWOULDBLOCK where POSIX says
  * EINPROGRESS. */
-static int w_connect(int fd, const struct sockaddr *a, socklen_t l)
+static int sock_connect(int fd, const struct sockaddr *a, socklen_t l)
 {
 	if (connect((SOCKET)fd, a, (int)l) == 0)
 		return 0;
@@ -624,62 +449,65 @@ static int w_connect(int fd, const struct sockaddr *a, socklen_t l)
 	return -1;
 }
 
-static ssize_t w_send(int fd, const void *p, size_t n, int fl)
+static ssize_t sock_send(int fd, const void *p, size_t n, int fl)
 {
 	int r = send((SOCKET)fd, p, (int)n, fl);
 
 	return r == SOCKET_ERROR ? wsa_fail() : r;
 }
 
-static ssize_t w_recv(int fd, void *p, size_t n, int fl)
+static ssize_t sock_recv(int fd, void *p, size_t n, int fl)
 {
 	int r = recv((SOCKET)fd, p, (int)n, fl);
 
 	return r == SOCKET_ERROR ? wsa_fail() : r;
 }
 
-static int w_bind(int fd, const struct sockaddr *a, socklen_t l)
+static ssize_t sock_sendto(int fd, const void *p, size_t n, int fl,
+			   const struct sockaddr *a, socklen_t l)
+{
+	int r = sendto((SOCKET)fd, p, (int)n, fl, a, (int)l);
+
+	return r == SOCKET_ERROR ? wsa_fail() : r;
+}
+
+static ssize_t sock_recvfrom(int fd, void *p, size_t n, int fl,
+			     struct sockaddr *a, socklen_t *l)
+{
+	int r = recvfrom((SOCKET)fd, p, (int)n, fl, a, l);
+
+	return r == SOCKET_ERROR ? wsa_fail() : r;
+}
+
+static int sock_bind(int fd, const struct sockaddr *a, socklen_t l)
 {
 	return bind((SOCKET)fd, a, (int)l) ? wsa_fail() : 0;
 }
 
-static int w_listen(int fd, int n)
+static int sock_listen(int fd, int n)
 {
 	return listen((SOCKET)fd, n) ? wsa_fail() : 0;
 }
 
-static int w_shutdown(int fd, int how)
+static int sock_shutdown(int fd, int how)
 {
 	return shutdown((SOCKET)fd, how) ? wsa_fail() : 0;
 }
 
-static int w_setsockopt(int fd, int lv, int name, const void *v, socklen_t l)
+static int sock_setopt(int fd, int lv, int name, const void *v, socklen_t l)
 {
 	return setsockopt((SOCKET)fd, lv, name, v, (int)l) ? wsa_fail() : 0;
 }
 
 /* SO_ERROR holds a Winsock error: as errno, too. */
-static int w_getsockopt(int fd, int lv, int name, void *v, socklen_t *l)
+static int sock_getopt(int fd, int lv, int name, void *v, socklen_t *l)
 {
-	int r = getsockopt((SOCKET)fd, lv, name, v, l);
-
-	if (r)
+	if (getsockopt((SOCKET)fd, lv, name, v, l))
 		return wsa_fail();
 	if (lv == SOL_SOCKET && name == SO_ERROR)
 		*(int *)v = wsa_map(*(int *)v);
 	return 0;
 }
-
-#define socket(a, b, c) w_socket(a, b, c)
-#define accept(a, b, c) w_accept(a, b, c)
-#define connect(a, b, c) w_connect(a, b, c)
-#define send(a, b, c, d) w_send(a, b, c, d)
-#define recv(a, b, c, d) w_recv(a, b, c, d)
-#define bind(a, b, c) w_bind(a, b, c)
-#define listen(a, b) w_listen(a, b)
-#define shutdown(a, b) w_shutdown(a, b)
-#define setsockopt(a, b, c, d, e) w_setsockopt(a, b, c, d, e)
-#define getsockopt(a, b, c, d, e) w_getsockopt(a, b, c, d, e)
 
 static void sock_init(void)
 {
@@ -694,16 +522,16 @@ static void sock_close(int fd)
 	closesocket((SOCKET)fd);
 }
 
-static int set_nonblock(int fd)
+static int sock_nonblock(int fd)
 {
 	u_long one = 1;
 
 	return ioctlsocket((SOCKET)fd, FIONBIO, &one) ? wsa_fail() : 0;
 }
 
-static ssize_t os_readv(int fd, struct iovec *iov, int n)
+static ssize_t sock_readv(int fd, struct iovec *iov, int n)
 {
-	WSABUF b[BUF_RECORDS_MAX];
+	WSABUF b[64];
 	DWORD got = 0, fl = 0;
 	int i;
 
@@ -715,7 +543,7 @@ static ssize_t os_readv(int fd, struct iovec *iov, int n)
 	       wsa_fail() : (ssize_t)got;
 }
 
-static ssize_t os_writev(int fd, struct iovec *iov, int n)
+static ssize_t sock_writev(int fd, struct iovec *iov, int n)
 {
 	WSABUF b[64];
 	DWORD sent = 0;
@@ -727,6 +555,14 @@ static ssize_t os_writev(int fd, struct iovec *iov, int n)
 	}
 	return WSASend((SOCKET)fd, b, (DWORD)n, &sent, 0, NULL, NULL) ?
 	       wsa_fail() : (ssize_t)sent;
+}
+
+/* TCP keepalive: on or off (Windows' own timing). */
+static void sock_keepalive(int fd, const int ka[3])
+{
+	int on = ka[0] > 0;
+
+	sock_setopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
 }
 
 /*
@@ -752,6 +588,8 @@ static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
 	FD_ZERO(&w);
 	FD_ZERO(&e);
 	for (k = 0; k < n; k++) {
+		if ((int)p[k].fd < 0)
+			continue;
 		if (p[k].events & POLLIN)
 			FD_SET(p[k].fd, &r);
 		if (p[k].events & POLLOUT) {
@@ -764,7 +602,8 @@ static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
 	if (select(0, &r, &w, &e, &tv) == SOCKET_ERROR)
 		return wsa_fail();
 	for (k = 0; k < n; k++) {
-		p[k].revents = (short)((FD_ISSET(p[k].fd, &r) ? POLLIN : 0) |
+		p[k].revents = (short)((int)p[k].fd < 0 ? 0 :
+				       (FD_ISSET(p[k].fd, &r) ? POLLIN : 0) |
 				       (FD_ISSET(p[k].fd, &w) ? POLLOUT : 0) |
 				       (FD_ISSET(p[k].fd, &e) ? POLLERR : 0));
 		got += p[k].revents != 0;
@@ -789,6 +628,11 @@ static int os_random(void *buf, size_t n)
 {
 	return BCryptGenRandom(NULL, buf, (ULONG)n,
 			       BCRYPT_USE_SYSTEM_PREFERRED_RNG) ? -1 : 0;
+}
+
+static const char *os_random_name(void)
+{
+	return "BCryptGenRandom";
 }
 
 /* Ctrl-C is SIGINT, Ctrl-Break SIGTERM. Closing the console resets and
@@ -821,8 +665,14 @@ static int os_fd_room(void)
 	return (FD_SETSIZE - 16) / 2;
 }
 
-/* Names: the system's getaddrinfo() (a DLL here: no size to save). */
-static struct addrinfo *lookup(const char *host, unsigned port, int passive)
+static int cpu_count(void)
+{
+	return 1; /* no -j here */
+}
+
+/* Names: the system's getaddrinfo(), a DLL here (no size to save). */
+static struct addrinfo *os_resolve(const char *host, unsigned port,
+				   int passive)
 {
 	struct addrinfo hints, *res;
 	char ps[8];
@@ -838,116 +688,117 @@ static struct addrinfo *lookup(const char *host, unsigned port, int passive)
 	}
 	return res;
 }
-#define addrs_free freeaddrinfo
 
-/* Lookups: getaddrinfo() in place of the query of "name lookup", so a
- * lookup is done at once (and holds the loop while Windows' resolver
- * works); the rest of that interface is never reached. */
-struct query {
-	int fd[2];
-	unsigned char ev[2];
-	int tok;
-	struct addrinfo *l;
-};
-
-static int lookup_literal(const char *s, void *a)
+static void os_resolve_free(struct addrinfo *ai)
 {
-	if (inet_pton(AF_INET, s, a) == 1)
-		return AF_INET;
-	return inet_pton(AF_INET6, s, a) == 1 ? AF_INET6 : 0;
+	freeaddrinfo(ai);
 }
 
-static int host_ok(const char *host)
-{
-	return *host && strlen(host) < 254;
-}
-
-static int query_start(struct query **out, const char *host, unsigned port,
-		       int passive, struct addrinfo **l)
-{
-	*out = NULL;
-	*l = lookup(host, port, passive);
-	return 0;
-}
-
-static void query_read(struct query *d, int k)
-{
-	(void)d;
-	(void)k;
-}
-
-static int query_step(struct query *d, int64_t t)
-{
-	(void)d;
-	(void)t;
-	return 0;
-}
-
-static int64_t query_next(const struct query *d)
-{
-	(void)d;
-	return 0;
-}
-
-static void query_free(struct query *d)
-{
-	free(d);
-}
-
-static int syslog_open(void)
+/* What only Unix has; never reached here (see log_start). */
+static int os_syslog(void)
 {
 	return -1;
 }
 
-#else /* POSIX */
-
-/* -l syslog: a datagram socket to /dev/log, made again if syslogd has
- * restarted. */
-static int syslog_open(void)
+static void os_no_dumps(void)
 {
-	struct sockaddr_un a;
-	int fd = socket(AF_UNIX, SOCK_DGRAM, 0), e;
-
-	memset(&a, 0, sizeof a);
-	a.sun_family = AF_UNIX;
-	strcpy(a.sun_path, "/dev/log");
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-		e = errno;
-		close(fd);
-		fd = -1;
-		errno = e;
-	}
-	if (log_syslog && log_fd >= 0)
-		close(log_fd);
-	if (log_syslog || fd >= 0)
-		log_fd = fd;
-	return fd;
 }
 
+static int os_daemon(int quiet)
+{
+	(void)quiet;
+	return -1;
+}
+
+static int os_set_ids(long uid, long gid, const long *groups, int n)
+{
+	(void)uid;
+	(void)gid;
+	(void)groups;
+	(void)n;
+	return -1;
+}
+
+static long os_fork(void)
+{
+	return -1;
+}
+
+static long os_reap(int *sig, int *status)
+{
+	(void)sig;
+	(void)status;
+	return 0;
+}
+
+static void os_kill(long pid, int sig)
+{
+	(void)pid;
+	(void)sig;
+}
+
+#else /* POSIX */
+
+#include <grp.h>
+#include <netdb.h> /* struct addrinfo */
+#include <poll.h>
+#include <sched.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#if defined(__linux__) && !defined(USE_POLL)
+#define EPOLL 1 /* the loop waits with epoll; -DUSE_POLL: with poll() */
+#include <sys/epoll.h>
+#else
+#define EPOLL 0
+#endif
+#ifndef O_NOFOLLOW
+#define O_NOFOLLOW 0
+#endif
+
+#define WINDOWS 0
+#define OS_RESOLVER 0 /* names: our own resolver (see "name lookup") */
+#define O_BINARY 0
+#define os_strerror strerror
+#define sock_open(af, type) socket(af, type, 0)
+#define sock_accept(fd) accept(fd, NULL, NULL)
+#define sock_connect connect
+#define sock_bind bind
+#define sock_listen listen
+#define sock_send send
+#define sock_recv recv
+#define sock_sendto sendto
+#define sock_recvfrom recvfrom
+#define sock_shutdown shutdown
+#define sock_setopt setsockopt
+#define sock_getopt getsockopt
+#define sock_readv readv
+#define sock_close close
 
 static void sock_init(void)
 {
 }
 
-static void sock_close(int fd)
-{
-	close(fd);
-}
-
-static int set_nonblock(int fd)
+static int sock_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 
 	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static ssize_t os_readv(int fd, struct iovec *iov, int n)
-{
-	return readv(fd, iov, n);
-}
-
 /* sendmsg(): writev() has no MSG_NOSIGNAL */
-static ssize_t os_writev(int fd, struct iovec *iov, int n)
+static ssize_t sock_writev(int fd, struct iovec *iov, int n)
 {
 	struct msghdr m;
 
@@ -957,14 +808,30 @@ static ssize_t os_writev(int fd, struct iovec *iov, int n)
 	return sendmsg(fd, &m, MSG_NOSIGNAL);
 }
 
+/* TCP keepalive: probe after ka[0] seconds of silence, then every ka[1],
+ * dead after ka[2] probes; ka[0] 0: off. Where the system cannot tune it,
+ * its own timing. */
+static void sock_keepalive(int fd, const int ka[3])
+{
+	int on = ka[0] > 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+#if defined(TCP_KEEPIDLE) && defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+	if (on) {
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ka[0], sizeof on);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ka[1], sizeof on);
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &ka[2], sizeof on);
+	}
+#endif
+}
+
 /* The loop's wait: ms < 0 is forever. The handled signals are blocked
  * except in here (see os_signals), so one cannot slip in between the
- * loop's checks and the wait. */
+ * loop's checks and the wait. With no fds: a pause until a signal. */
 static int os_wait(struct pollfd *p, nfds_t n, int64_t ms)
 {
 	struct timespec ts;
 	sigset_t none;
-
 	int w = ms > INT_MAX ? INT_MAX : (int)ms;
 
 	sigemptyset(&none);
@@ -997,6 +864,8 @@ static int64_t clock_ms(void)
  * become readable, which it does when the pool has entropy: a router just
  * after boot must not make predictable keys. Then use /dev/urandom for good.
  */
+static int urandom_fd = -1;
+
 static int urandom_open(void)
 {
 	struct pollfd p;
@@ -1051,6 +920,12 @@ static int os_random(void *buf, size_t n)
 	return 0;
 }
 
+/* The source os_random() uses, for -S. */
+static const char *os_random_name(void)
+{
+	return urandom_fd < 0 ? "getrandom" : "/dev/urandom (after /dev/random)";
+}
+
 /* Handlers only count; the loop (or the supervisor) acts on new counts.
  * SIGCHLD only wakes the supervisor. */
 static void on_signal(int sig)
@@ -1067,7 +942,7 @@ static void on_signal(int sig)
 
 /* TERM, INT, HUP, USR1 counted (CHLD wakes the supervisor), PIPE
  * ignored; the counted ones blocked except inside os_wait() and the
- * supervisor's wait. */
+ * event backend's wait. */
 static void os_signals(void)
 {
 	static const int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1,
@@ -1081,7 +956,7 @@ static void os_signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 	sa.sa_handler = on_signal;
 	sigemptyset(&block);
-	for (i = 0; i < sizeof handled / sizeof handled[0]; i++) {
+	for (i = 0; i < COUNT(handled); i++) {
 		sigaction(handled[i], &sa, NULL);
 		sigaddset(&block, handled[i]);
 	}
@@ -1115,9 +990,185 @@ static int os_fd_room(void)
 	return n > 20 ? (n - 8 - HTTP_MAX) / 2 : 1;
 }
 
+/* -j 0: one worker per CPU this process may run on. */
+static int cpu_count(void)
+{
+	int n = 1;
+#ifdef CPU_COUNT
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+#endif
+	return n < 1 ? 1 : n > 256 ? 256 : n;
+}
+
+/* Never called: names are ours here. */
+static struct addrinfo *os_resolve(const char *host, unsigned port,
+				   int passive)
+{
+	(void)host;
+	(void)port;
+	(void)passive;
+	return NULL;
+}
+
+static void os_resolve_free(struct addrinfo *ai)
+{
+	(void)ai;
+}
+
+/* -l syslog: a datagram socket to /dev/log; -1 with errno. */
+static int os_syslog(void)
+{
+	struct sockaddr_un a;
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0), e;
+
+	memset(&a, 0, sizeof a);
+	a.sun_family = AF_UNIX;
+	strcpy(a.sun_path, "/dev/log");
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		e = errno;
+		close(fd);
+		fd = -1;
+		errno = e;
+	}
+	return fd;
+}
+
+/* No core dumps, and (Linux) not dumpable: no other process of this user
+ * can read our memory through /proc or ptrace. Again after setuid(),
+ * which may reset it. */
+static void os_no_dumps(void)
+{
+	struct rlimit rl = {0, 0};
+
+	setrlimit(RLIMIT_CORE, &rl);
+#ifdef PR_SET_DUMPABLE
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
+}
+
+/* -d: into a new session, away from the terminal; standard input and
+ * output to /dev/null, and standard error too unless quiet is 0. The
+ * parent waits for a byte on the returned fd (the child's "ready"), and
+ * exits 0 when it comes, 1 when it does not; -1 if it cannot fork. */
+static int os_daemon(int quiet)
+{
+	int p[2], fd;
+	pid_t pid;
+	char c;
+
+	if (pipe(p) < 0 || (pid = fork()) < 0)
+		return -1;
+	if (pid) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	setsid();
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (quiet)
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return p[1];
+}
+
+/* -u: the groups, then the group, then the user; -1 (errno) if one
+ * fails, -2 if root can be had back. */
+static int os_set_ids(long uid, long gid, const long *groups, int n)
+{
+	gid_t g[65];
+	int i;
+
+	for (i = 0; i < n && i < 65; i++)
+		g[i] = (gid_t)groups[i];
+	if (setgroups((size_t)i, g) < 0 || setgid((gid_t)gid) < 0 ||
+	    setuid((uid_t)uid) < 0)
+		return -1;
+	if (uid && (setuid(0) == 0 || geteuid() == 0 ||
+		    getegid() != (gid_t)gid))
+		return -2;
+	os_no_dumps();
+	return 0;
+}
+
+static long os_fork(void)
+{
+	return (long)fork();
+}
+
+/* A child that ended: its pid (0: none), and the signal that killed it or
+ * its exit status. */
+static long os_reap(int *sig, int *status)
+{
+	int ws;
+	pid_t p = waitpid(-1, &ws, WNOHANG);
+
+	if (p > 0) {
+		*sig = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
+		*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 0;
+	}
+	return p > 0 ? (long)p : 0;
+}
+
+static void os_kill(long pid, int sig)
+{
+	kill((pid_t)pid, sig);
+}
+
 #endif /* POSIX */
 
-/* ==== events ============================================================ */
+/* RDRAND, on x86 CPUs that have it (see rnd). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(NO_RDRAND) && \
+	(defined(__GNUC__) || defined(__clang__))
+static int rdrand_supported(void)
+{
+	unsigned a, b, c, d;
+
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
+			 : "a"(0), "c"(0));
+	if (a < 1)
+		return 0;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
+			 : "a"(1), "c"(0));
+	return (c >> 30) & 1;
+}
+
+/* One RDRAND word; a bounded retry on a clear carry flag, and 0 and
+ * all-ones (what some broken CPUs return forever) rejected. */
+static int rdrand_word(unsigned long *v)
+{
+	unsigned char ok;
+	int i;
+
+	for (i = 0; i < 10; i++) {
+		__asm__ volatile("rdrand %0; setc %1" : "=r"(*v), "=qm"(ok)
+				 : : "cc");
+		if (ok && *v != 0 && *v != ~0UL)
+			return 0;
+	}
+	return -1;
+}
+#else
+static int rdrand_supported(void)
+{
+	return 0;
+}
+
+static int rdrand_word(unsigned long *v)
+{
+	*v = 0;
+	return -1;
+}
+#endif
+
+
+/* ---- the event backend ------------------------------------------------- */
 
 /*
  * The loop's one interface to the system's wait: ev_set() changes what
@@ -1144,6 +1195,15 @@ struct event {
 };
 static struct event *evs; /* ev_cap of them */
 static int ev_cap;
+
+/* Event tokens: what an fd is to the loop. A connection's are TOK_CONN +
+ * 2 * slot + 0 (plain) or 1 (link); a lookup's sockets TOK_DNS + 2 *
+ * target + 0 (IPv4) or 1 (IPv6). */
+enum { TOK_LISTEN, TOK_METRICS, TOK_HTTP, TOK_DNS = TOK_HTTP + HTTP_MAX,
+       TOK_CONN = TOK_DNS + 2 * TARGETS_MAX };
+#define IO_IN 1  /* readable, or interest in it */
+#define IO_OUT 2 /* writable */
+#define IO_ERR 4 /* an error or hang-up: reported, never asked for */
 
 #if EPOLL
 static int ep_fd = -1;
@@ -1384,120 +1444,6 @@ static void say(int fd, const char *f, ...)
 	put(fd, line, n < sizeof line ? n : sizeof line - 1);
 }
 
-/* ==== errors and logging ================================================ */
-
-/*
- * One line, one write, and never a wait: a line that cannot go at once (a
- * stalled pipe on stderr, a full syslog socket) is dropped and counted, so
- * logging cannot stop the loop. A syslog line is "<30>" (LOG_DAEMON,
- * LOG_INFO; 27: LOG_ERR), the program and pid, then the text.
- */
-static void vlog(const struct conn *c, int err, const char *f, va_list ap)
-{
-	char line[512];
-	size_t n;
-	ssize_t r = -1;
-
-	n = log_syslog ? fmt(line, sizeof line, "<%d>" PROG "[%ld]: ",
-			     err ? 27 : 30, (long)getpid()) :
-	    fmt(line, sizeof line, PROG);
-	if (worker_id)
-		n += fmt(line + n, sizeof line - n, log_syslog ? "worker %d: " :
-			 "[%d]", worker_id);
-	if (!log_syslog)
-		n += fmt(line + n, sizeof line - n, ": ");
-	if (c)
-		n += fmt(line + n, sizeof line - n, "conn %lu: ", c->id);
-	if (n < sizeof line - 1)
-		n += vfmt(line + n, sizeof line - 1 - n, f, ap);
-	if (n > sizeof line - 2)
-		n = sizeof line - 2;
-	line[n++] = '\n';
-	if (log_syslog) {
-		if (log_fd >= 0)
-			r = send(log_fd, line, n - 1, MSG_DONTWAIT |
-				 MSG_NOSIGNAL);
-		if (r < 0 && errno != EAGAIN && syslog_open() >= 0)
-			r = send(log_fd, line, n - 1, MSG_DONTWAIT |
-				 MSG_NOSIGNAL);
-	} else if (os_log_ready(log_fd)) {
-		r = write(log_fd, line, n);
-	}
-	if (r < 0 && st)
-		st->log_dropped++;
-}
-
-static void logmsg(const struct conn *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlog(c, 0, fmt, ap);
-	va_end(ap);
-}
-
-/* Only before the loop runs: the message goes to the log, and to stderr
- * as well when the log is syslog. */
-static void die(int code, const char *f, ...)
-{
-	char line[512];
-	va_list ap;
-	size_t n;
-
-	va_start(ap, f);
-	vlog(NULL, 1, f, ap);
-	va_end(ap);
-	if (log_syslog) {
-		va_start(ap, f);
-		n = vfmt(line, sizeof line - 1, f, ap);
-		va_end(ap);
-		if (n > sizeof line - 2)
-			n = sizeof line - 2;
-		line[n++] = '\n';
-		put(2, PROG ": ", sizeof PROG + 1);
-		put(2, line, n);
-	}
-	exit(code);
-}
-
-/*
- * Log why a connection fails; the caller then closes it with a reset.
- * Failures before authentication on the server (strangers, scanners, a
- * replayed hello) are logged at most once a second without -v, and the
- * next line says how many were left out: nobody can flood the log.
- */
-static int fail(struct conn *c, const char *fmt, ...)
-{
-	static int64_t last = -1000;
-	static unsigned long quiet;
-	va_list ap;
-
-	if (!verbose && c && !IS_CLIENT && (c->state == S_HELLO ||
-					     c->state == S_FINISH)) {
-		if (now - last < 1000) {
-			quiet++;
-			return -1;
-		}
-		last = now;
-		if (quiet)
-			logmsg(NULL, "%lu more failures before authentication "
-			       "were not logged (one a second; -v logs all)",
-			       quiet);
-		quiet = 0;
-	}
-	va_start(ap, fmt);
-	vlog(c, 0, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* An authentication failure: counted, then as fail(). */
-static int auth_fail(struct conn *c, const char *what)
-{
-	c->why = W_AUTH;
-	return fail(c, "authentication failed: %s", what);
-}
-
 /* ==== small helpers ===================================================== */
 
 /* The earlier of two times, 0 meaning none. */
@@ -1541,6 +1487,8 @@ static void wipe(void *p, size_t n)
 	memset_v(p, 0, n);
 }
 
+static char errbuf[320]; /* why the last parse or lookup failed */
+
 /* The one parser for numbers from the user: decimal, within [min, max].
  * Returns -1 and says why in errbuf. */
 static int parse_num(const char *s, long min, long max, const char *what,
@@ -1562,13 +1510,30 @@ static int parse_num(const char *s, long min, long max, const char *what,
 	return 0;
 }
 
+/* The next field of *s, up to one of the bytes of sep, NUL-terminated;
+ * *s moves past it, to NULL after the last one. NULL if *s is NULL. The
+ * one splitter of lines, words and lists. */
+static char *field(char **s, const char *sep)
+{
+	char *f = *s;
+
+	if (!f)
+		return NULL;
+	*s += strcspn(f, sep);
+	if (**s)
+		*(*s)++ = 0;
+	else
+		*s = NULL;
+	return f;
+}
+
 /* A whole small file (at most max bytes) into a new buffer, NUL added;
  * NULL (errbuf says why) if it cannot be read or is larger. */
 static char *file_read(const char *path, size_t max, size_t *len)
 {
 	char *buf = malloc(max + 1);
 	ssize_t r = 1;
-	int fd = open(path, O_RDONLY | O_BINARY), e;
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_BINARY) : 0, e;
 
 	*len = 0;
 	while (fd >= 0 && buf && r && *len <= max)
@@ -1577,11 +1542,11 @@ static char *file_read(const char *path, size_t max, size_t *len)
 		else if (r < 0 && errno != EINTR)
 			break;
 	e = errno;
-	if (fd >= 0)
+	if (fd > 0)
 		close(fd);
 	if (fd < 0 || r < 0 || !buf || *len > max) {
 		fmt(errbuf, sizeof errbuf, "cannot read '%s': %s", path,
-		    *len > max ? "too large" : strerror(e));
+		    *len > max ? "too large" : os_strerror(e));
 		free(buf);
 		return NULL;
 	}
@@ -1605,30 +1570,6 @@ static void put_be64(unsigned char *p, uint64_t v)
 
 	for (i = 7; i >= 0; i--, v >>= 8)
 		p[i] = (unsigned char)v;
-}
-
-/*
- * Every TCP socket: no Nagle, and keepalive as -K says, so that a peer that
- * vanished is found in about IDLE + INTERVAL * COUNT seconds. Not
- * TCP_USER_TIMEOUT: it also ends a connection whose peer merely stops
- * reading (a zero window) for that long, and a paused application is no
- * dead peer. Then non-blocking: -1 if that fails.
- */
-static int set_tcp_options(int fd)
-{
-	int one = 1, ka = cfg.ka[0] > 0;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, sizeof ka);
-#if defined(TCP_KEEPIDLE) && defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
-	if (ka) {
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg.ka[0], sizeof ka);
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg.ka[1],
-			   sizeof ka);
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg.ka[2], sizeof ka);
-	}
-#endif
-	return set_nonblock(fd);
 }
 
 /* host:port or [v6]:port, numeric (RFC 5952 for IPv6); not inet_ntop(),
@@ -1673,50 +1614,688 @@ static const char *addr_str(const struct addrinfo *ai)
 	return s;
 }
 
-/* ==== randomness ======================================================== */
+/* ==== options and settings ============================================== */
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(NO_RDRAND) && \
-	(defined(__GNUC__) || defined(__clang__))
-static int rdrand_supported(void)
+/*
+ * The options, one row each: the single source of truth. A row says how
+ * an option is written (-x, --name, and name in a config file), what its
+ * value is (a kind; a number's limits), its default (given as a value
+ * would be, and parsed the same way), its help, and where the parsed
+ * value lands in struct settings (off). The command line (-x VALUE,
+ * --name VALUE or --name=VALUE), config files (-f), the defaults, the
+ * checks and usage() all come from the rows, and so does the test that
+ * compares -h with the README and the man page. The rows without a flag
+ * are the operands, which config files name too. An option is one row,
+ * the field its value lands in, and the code that uses it.
+ */
+enum { K_FLAG, K_STR, K_NUM, K_CIPHER, K_LOG, K_KEEPALIVE };
+#define OPT_FIXED 1 /* read at start only: SIGHUP leaves it as it was */
+#define OPT_CLI 2   /* command line only: not in a config file */
+#define OPT_NEED 4  /* an operand that must be given */
+#define OPT_MAX 32  /* rows at most (the bits of settings.owned) */
+
+/* The settings: each option as given (val[row], NULL: not given; the
+ * command line's point into argv, a config file's are allocated: bit
+ * row of owned), and the values parsed, in the fields the rows name.
+ * SIGHUP builds new settings and keeps them only if all is well. */
+struct settings {
+	const char *val[OPT_MAX];
+	unsigned long owned;
+	const struct cipher *cipher;
+	long workers, maxconn, timeout, rotate, idle, wait, stats;
+	int keepalive[3], syslog, daemon, verbose, genkey, selftest, bench,
+	    version, help;
+	const char *key_file, *config, *metrics, *user, *pidfile, *listen,
+		   *remote, *key;
+};
+
+#define XSTR(x) #x
+#define STR(x) XSTR(x)
+#define AT(field) offsetof(struct settings, field)
+#define REMOTE_NAME (IS_CLIENT ? "server" : "target")
+#define REMOTE_ARG (IS_CLIENT ? "SERVER" : "TARGET")
+
+static const struct option {
+	char flag;               /* -x; 0: an operand */
+	unsigned char kind, how; /* K_*; OPT_* */
+	unsigned short off;      /* where the value lands */
+	int min, max;            /* K_NUM: the limits */
+	const char *name, *arg;  /* --name, and the value in -h */
+	const char *def, *help;  /* the default (NULL: none), the help */
+} options[] = {
+	{'c', K_CIPHER, 0, AT(cipher), 0, 0, "cipher", "CIPHER", "aes",
+	 "aes (AES-GCM) or chacha20 (ChaCha20-Poly1305, faster on CPUs "
+	 "without AES instructions: see -B); a server given -c refuses the "
+	 "other, else it takes the client's"},
+	{'k', K_STR, 0, AT(key_file), 0, 0, "key-file", "FILE", NULL,
+	 "read KEY from FILE ('-': standard input)"},
+	{'f', K_STR, OPT_FIXED | OPT_CLI, AT(config), 0, 0, "config", "FILE",
+	 NULL, "read options from FILE: 'name value' lines, where name is an "
+	 "option's long name (see the README)"},
+	{'j', K_NUM, OPT_FIXED, AT(workers), 0, 256, "workers", "WORKERS", "1",
+	 "worker processes, 0: one per CPU"},
+	{'n', K_NUM, OPT_FIXED, AT(maxconn), 1, 1000000, "maxconn", "MAXCONN",
+	 NULL, "connections at once, per worker (default: fd limit / 2, at "
+	 "most " STR(CONN_MAX_DEFAULT) ")"},
+	{'t', K_NUM, 0, AT(timeout), 1, 3600, "timeout", "SECONDS",
+	 STR(TIMEOUT_DEFAULT), "connect and handshake timeout"},
+	{'r', K_NUM, 0, AT(rotate), 0, 86400, "rotate", "SECONDS",
+	 STR(ROTATE_DEFAULT), "rotate keys after SECONDS of activity, 0: by "
+	 "volume only"},
+	{'i', K_NUM, 0, AT(idle), 0, 2592000, "idle", "SECONDS", "0",
+	 "reset a connection idle for SECONDS, 0: never"},
+	{'w', K_NUM, 0, AT(wait), 0, 3600, "wait", "SECONDS", STR(WAIT_DEFAULT),
+	 "on SIGTERM, let connections finish for up to SECONDS"},
+	{'K', K_KEEPALIVE, 0, AT(keepalive), 0, 0, "keepalive",
+	 "IDLE,INTERVAL,COUNT", "60,10,6", "TCP keepalive: probe after IDLE "
+	 "seconds of silence, then every INTERVAL; dead after COUNT probes; "
+	 "0: off"},
+	{'s', K_NUM, 0, AT(stats), 0, 86400, "stats", "SECONDS", "0",
+	 "log a statistics line every SECONDS, 0: on SIGUSR1 only"},
+	{'m', K_STR, OPT_FIXED, AT(metrics), 0, 0, "metrics", "[HOST:]PORT",
+	 NULL, "serve the statistics for Prometheus at "
+	 "http://HOST:PORT/metrics (HOST: 127.0.0.1 when not given)"},
+	{'l', K_LOG, OPT_FIXED, AT(syslog), 0, 0, "log", "WHERE", NULL,
+	 "stderr or syslog (default stderr; with -d, syslog)"},
+	{'u', K_STR, OPT_FIXED, AT(user), 0, 0, "user", "USER[:GROUP]", NULL,
+	 "after binding, run as USER (and GROUP)"},
+	{'d', K_FLAG, OPT_FIXED, AT(daemon), 0, 0, "daemon", NULL, NULL,
+	 "detach and run in the background"},
+	{'p', K_STR, OPT_FIXED, AT(pidfile), 0, 0, "pidfile", "FILE", NULL,
+	 "write the process id to FILE"},
+	{'v', K_FLAG, 0, AT(verbose), 0, 0, "verbose", NULL, NULL, "verbose: "
+	 "log connections, key rotations, cipher code, and every failure "
+	 "before authentication"},
+	{'g', K_FLAG, OPT_FIXED | OPT_CLI, AT(genkey), 0, 0, "genkey", NULL,
+	 NULL, "print a new random 32-character key and exit"},
+	{'S', K_FLAG, OPT_FIXED | OPT_CLI, AT(selftest), 0, 0, "selftest",
+	 NULL, NULL, "run the crypto self-test on every implementation and "
+	 "exit"},
+	{'B', K_FLAG, OPT_FIXED | OPT_CLI, AT(bench), 0, 0, "bench", NULL, NULL,
+	 "measure each cipher implementation's speed here and exit"},
+	{'V', K_FLAG, OPT_FIXED | OPT_CLI, AT(version), 0, 0, "version", NULL,
+	 NULL, "print the version and exit"},
+	{'h', K_FLAG, OPT_FIXED | OPT_CLI, AT(help), 0, 0, "help", NULL, NULL,
+	 "print this help and exit"},
+	{0, K_STR, OPT_FIXED | OPT_NEED, AT(listen), 0, 0, "listen", "LISTEN",
+	 NULL, NULL},
+	{0, K_STR, OPT_NEED, AT(remote), 0, 0, IS_CLIENT ? "server" : "target",
+	 IS_CLIENT ? "SERVER" : "TARGET", NULL, NULL},
+	{0, K_STR, 0, AT(key), 0, 0, "key", "KEY", NULL, NULL},
+};
+#define N_OPTIONS ((int)COUNT(options))
+
+static struct settings cli, cfg; /* the command line's; those in use */
+
+static const char *usage_head =
+"usage: gstunnel_client [options] LISTEN SERVER [KEY]\n"
+"       gstunnel_server [options] LISTEN TARGET [KEY]\n"
+"\n"
+"  LISTEN      address to accept on: host:port, [ipv6]:port or :port\n"
+"  SERVER      address of the gstunnel_server (client only)\n"
+"  TARGET      address of the service to reach (server only); SERVER and\n"
+"              TARGET may be a list: host:port,host:port,...\n"
+"  KEY         shared secret of exactly 16, 24 or 32 bytes (AES-128/192/256);\n"
+"              read from -k FILE or $GSTUNNEL_KEY when not given here\n"
+"\n"
+"options:\n";
+
+/* -h: each option's help and default, wrapped at 72 columns. */
+static void usage(void)
 {
-	unsigned a, b, c, d;
+	const struct option *o;
+	char text[400];
+	const char *h;
+	size_t l;
 
-	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
-			 : "a"(0), "c"(0));
-	if (a < 1)
-		return 0;
-	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d)
-			 : "a"(1), "c"(0));
-	return (c >> 30) & 1;
+	put(1, usage_head, strlen(usage_head));
+	for (o = options; o->flag; o++) {
+		say(1, "  -%c, --%s%s%s\n", o->flag, o->name, o->arg ? " " : "",
+		    o->arg ? o->arg : "");
+		fmt(text, sizeof text, "%s%s%s%s", o->help, o->def ?
+		    " (default " : "", o->def ? o->def : "", o->def ? ")" : "");
+		for (h = text; *h; h += l, h += *h == ' ') {
+			l = strlen(h);
+			if (l > 64)
+				for (l = 64; l > 1 && h[l] != ' '; l--)
+					;
+			put(1, "        ", 8);
+			put(1, h, l);
+			put(1, "\n", 1);
+		}
+	}
+	exit(0);
 }
 
-/* One RDRAND word; a bounded retry on a clear carry flag, and 0 and
- * all-ones (what some broken CPUs return forever) rejected. */
-static int rdrand_word(unsigned long *v)
+/* Row i's value v into s (v must live as long as s); what names it in
+ * errors ("-t SECONDS" or "timeout"). Returns -1 with errbuf. */
+static int opt_set(struct settings *s, int i, const char *v, const char *what)
 {
-	unsigned char ok;
-	int i;
+	const struct option *o = &options[i];
+	char *f = (char *)s + o->off, list[32], *p, *item;
+	long n;
+	int k, *ka = (int *)(void *)f;
 
-	for (i = 0; i < 10; i++) {
-		__asm__ volatile("rdrand %0; setc %1" : "=r"(*v), "=qm"(ok)
-				 : : "cc");
-		if (ok && *v != 0 && *v != ~0UL)
+	s->val[i] = v;
+	switch (o->kind) {
+	case K_FLAG:
+		*(int *)(void *)f = 1;
+		return 0;
+	case K_STR:
+		*(const char **)(void *)f = v;
+		return 0;
+	case K_NUM:
+		return parse_num(v, o->min, o->max, what, (long *)(void *)f);
+	case K_CIPHER:
+		if ((*(const struct cipher **)(void *)f = cipher_by_name(v)))
 			return 0;
+		break;
+	case K_LOG:
+		*(int *)(void *)f = !strcmp(v, "syslog");
+		if (*(int *)(void *)f || !strcmp(v, "stderr"))
+			return 0;
+		break;
+	case K_KEEPALIVE: /* 0, or IDLE,INTERVAL,COUNT */
+		fmt(list, sizeof list, "%s", v);
+		for (p = list, k = 0; p && k < 3; k++) {
+			item = field(&p, ",");
+			if (parse_num(item, p || k, k ? 255 : 86400, what,
+				      &n) < 0)
+				return -1;
+			ka[k] = (int)n;
+		}
+		if (!p && (k == 3 || !ka[0]))
+			return 0;
+		break;
 	}
+	fmt(errbuf, sizeof errbuf, "bad %s '%s': want %s", what, v,
+	    o->kind == K_CIPHER ? "aes or chacha20" : o->kind == K_LOG ?
+	    "stderr or syslog" : "0 or IDLE,INTERVAL,COUNT (seconds, count)");
 	return -1;
 }
-#else
-static int rdrand_supported(void)
+
+/* Row i's value back to its default; val[i] stays. */
+static void opt_clear(struct settings *s, int i)
 {
+	const struct option *o = &options[i];
+	char *f = (char *)s + o->off;
+	const char *v = s->val[i];
+
+	if (o->def)
+		opt_set(s, i, o->def, "");
+	else if (o->kind == K_STR)
+		*(const char **)(void *)f = NULL;
+	else if (o->kind == K_NUM)
+		*(long *)(void *)f = 0;
+	else
+		*(int *)(void *)f = 0;
+	s->val[i] = v;
+}
+
+/* Row i as not given. */
+static void opt_reset(struct settings *s, int i)
+{
+	if (s->owned >> i & 1) { /* the key may be among them */
+		wipe((char *)s->val[i], strlen(s->val[i]));
+		free((char *)s->val[i]);
+	}
+	s->owned &= ~(1UL << i);
+	s->val[i] = NULL;
+	opt_clear(s, i);
+}
+
+/* Whether the option whose value lands at off was given. */
+static int given(const struct settings *s, size_t off)
+{
+	int i;
+
+	for (i = 0; i < N_OPTIONS && options[i].off != off; i++)
+		;
+	return i < N_OPTIONS && s->val[i];
+}
+
+static void settings_free(struct settings *s)
+{
+	int i;
+
+	for (i = 0; i < N_OPTIONS; i++)
+		opt_reset(s, i);
+	memset(s, 0, sizeof *s);
+}
+
+/*
+ * -f FILE: one "name value" per line, name an option's long name (or
+ * listen, server or target, key); a flag is its name alone. '#' at the
+ * start of a line or after a blank starts a comment. Anything wrong is
+ * refused with FILE:LINE: and the reason.
+ */
+static int config_read(struct settings *s, const char *path)
+{
+	char *buf, *p, *line, *v, *copy;
+	char msg[sizeof errbuf];
+	const char *e = NULL;
+	unsigned long seen = 0;
+	size_t len;
+	int i, ln = 0;
+
+	if (!(buf = file_read(path, CONFIG_MAX, &len))) {
+		memcpy(msg, errbuf, sizeof msg);
+		fmt(errbuf, sizeof errbuf, "config file: %s", msg);
+		return -1;
+	}
+	if (strlen(buf) != len) {
+		fmt(errbuf, sizeof errbuf, "%s: a NUL byte: not a text file",
+		    path);
+		e = "";
+	}
+	for (p = buf; !e && (line = field(&p, "\n")); ) {
+		ln++;
+		for (v = line; *v && !(*v == '#' && (v == line || v[-1] == ' ' ||
+						     v[-1] == '\t')); v++)
+			;
+		while (v > line && strchr(" \t\r", v[-1]))
+			v--;
+		*v = 0;
+		line += strspn(line, " \t");
+		if (!*line)
+			continue;
+		v = line + strcspn(line, " \t");
+		if (*v)
+			*v++ = 0;
+		v += strspn(v, " \t");
+		for (i = 0; i < N_OPTIONS && (strcmp(options[i].name, line) ||
+					      (options[i].how & OPT_CLI)); i++)
+			;
+		e = i == N_OPTIONS ? "unknown name" : seen >> i & 1 ?
+		    "given twice" : options[i].kind != K_FLAG && !*v ?
+		    "needs a value" : options[i].kind == K_FLAG && *v ?
+		    "takes no value" : (options[i].off == AT(key) ||
+		    options[i].off == AT(key_file)) && (s->key || s->key_file) ?
+		    "KEY given twice (key and key-file)" : NULL;
+		copy = e ? NULL : strdup(*v ? v : "1");
+		if (!e && !copy)
+			e = "out of memory";
+		if (e)
+			fmt(errbuf, sizeof errbuf, "%s:%d: %s: %s", path, ln,
+			    line, e);
+		else if (opt_set(s, i, copy, options[i].name) < 0)
+			e = "";
+		if (copy) {
+			s->owned |= 1UL << i;
+			seen |= 1UL << i;
+		}
+		if (e && *e == 0) {
+			memcpy(msg, errbuf, sizeof msg);
+			fmt(errbuf, sizeof errbuf, "%s:%d: %s", path, ln, msg);
+		}
+	}
+	wipe(buf, len);
+	free(buf);
+	return e ? -1 : 0;
+}
+
+/* The defaults, then the config file, then the command line over both:
+ * a KEY on the command line (argument or -k) replaces both of the file's
+ * ways of giving one. */
+static int settings_load(struct settings *s)
+{
+	int i, key_cli = cli.key || cli.key_file;
+
+	memset(s, 0, sizeof *s);
+	for (i = 0; i < N_OPTIONS; i++)
+		opt_reset(s, i);
+	if (cli.config && config_read(s, cli.config) < 0) {
+		settings_free(s);
+		return -1;
+	}
+	for (i = 0; i < N_OPTIONS; i++) {
+		if (cli.val[i] || (key_cli && (options[i].off == AT(key) ||
+					       options[i].off == AT(key_file))))
+			opt_reset(s, i);
+		if (cli.val[i])
+			opt_set(s, i, cli.val[i], ""); /* checked already */
+		if ((options[i].how & OPT_NEED) && !s->val[i]) {
+			fmt(errbuf, sizeof errbuf, "missing %s argument (see "
+			    "-h)", options[i].arg);
+			settings_free(s);
+			return -1;
+		}
+	}
 	return 0;
 }
 
-static int rdrand_word(unsigned long *v)
+/* The settings the loop reads. */
+static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000, workers = 1;
+static int64_t rotate_ms = ROTATE_DEFAULT * 1000, idle_ms;
+static const struct cipher *cipher; /* -c, or the default */
+static int cipher_forced;           /* -c given: the server refuses others */
+
+static void settings_use(void)
 {
-	*v = 0;
+	verbose = cfg.verbose;
+	workers = cfg.workers ? (int)cfg.workers : cpu_count();
+	timeout_ms = (int)cfg.timeout * 1000;
+	rotate_ms = (int64_t)cfg.rotate * 1000;
+	idle_ms = (int64_t)cfg.idle * 1000;
+	cipher = cfg.cipher;
+	cipher_forced = given(&cfg, AT(cipher));
+}
+
+/*
+ * getopt(3) for the option table, without the stdio that libc's brings
+ * along: "-vS", "-k FILE", "-kFILE", "--key-file FILE", "--key-file=FILE",
+ * "--"; then the operands. Everything into cli, each value checked; a bad
+ * one ends the program.
+ */
+static void options_parse(int argc, char **argv)
+{
+	char *a, *eq, *arg, what[40];
+	int i, k, pos = 0, ind = 1;
+	size_t l;
+
+	while (ind < argc && argv[ind][0] == '-' && argv[ind][1]) {
+		a = argv[ind];
+		arg = NULL;
+		if (!strcmp(a, "--")) {
+			ind++;
+			break;
+		}
+		if (a[1] == '-') { /* --name, --name=value */
+			eq = strchr(a, '=');
+			l = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+			for (i = 0; options[i].flag && (strncmp(options[i].name,
+				     a + 2, l) || options[i].name[l]); i++)
+				;
+			if (!options[i].flag)
+				die(2, "unknown option '%s' (see -h)", a);
+			if (eq && options[i].kind == K_FLAG)
+				die(2, "option --%s takes no value",
+				    options[i].name);
+			arg = eq ? eq + 1 : NULL;
+			ind++;
+		} else { /* -x, -xVALUE, or several flags: -vd */
+			for (i = 0; options[i].flag &&
+			     options[i].flag != a[pos + 1]; i++)
+				;
+			if (!options[i].flag)
+				die(2, "unknown option '-%c' (see -h)",
+				    a[pos + 1]);
+			pos++;
+			if (options[i].kind != K_FLAG && a[pos + 1]) {
+				arg = a + pos + 1;
+				pos += (int)strlen(arg);
+			}
+			if (!a[pos + 1]) {
+				ind++;
+				pos = 0;
+			}
+		}
+		if (options[i].kind != K_FLAG && !arg) {
+			if (ind >= argc)
+				die(2, "option -%c needs a value (see -h)",
+				    options[i].flag);
+			arg = argv[ind++];
+		}
+		fmt(what, sizeof what, "-%c %s", options[i].flag,
+		    options[i].arg ? options[i].arg : "");
+		if (opt_set(&cli, i, arg ? arg : "1", what) < 0)
+			die(2, "%s", errbuf);
+	}
+	for (i = 0, k = ind; i < N_OPTIONS && k < argc; i++)
+		if (!options[i].flag)
+			cli.val[i] = argv[k++];
+	if (k < argc)
+		die(2, "unexpected argument '%s' (see -h)", argv[k]);
+	for (i = 0; i < N_OPTIONS; i++)
+		if (cli.val[i] && !options[i].flag)
+			opt_set(&cli, i, cli.val[i], "");
+	if (cli.key && cli.key_file)
+		die(2, "KEY given twice: as an argument and with -k");
+	if (cli.help)
+		usage();
+}
+
+/* ==== statistics ======================================================== */
+
+/*
+ * The counters: plain integers, updated where events happen. With -j, each
+ * worker owns one row of a table shared with the supervisor and the other
+ * workers (mmap before fork), so any of them can print the sum. Printed by
+ * stats_print() only, for the log line and the metrics page alike.
+ */
+static struct stats *stats_all, *st; /* all rows (one per worker); ours */
+static int stats_rows = 1;
+static int64_t started; /* for the uptime */
+
+
+/* One row per number: its Prometheus name (after "gstunnel_") and label,
+ * its name in the log line, and where it is in struct stats (-1: the
+ * uptime). A name ending in _total is a counter, others are gauges. */
+static const struct {
+	const char *name, *label, *key;
+	int off;
+} stat_rows[] = {
+	{"connections_open", "", "open", offsetof(struct stats, open)},
+	{"connections_total", "", "total", offsetof(struct stats, total)},
+	{"failures_total", "{reason=\"authentication\"}", "auth_failed",
+	 offsetof(struct stats, auth)},
+	{"failures_total", "{reason=\"connect\"}", "connect_failed",
+	 offsetof(struct stats, connect)},
+	{"failures_total", "{reason=\"timeout\"}", "timed_out",
+	 offsetof(struct stats, timeout)},
+	{"failures_total", "{reason=\"reset\"}", "reset",
+	 offsetof(struct stats, reset)},
+	{"bytes_total", "{direction=\"c2s\"}", "bytes_c2s",
+	 offsetof(struct stats, c2s)},
+	{"bytes_total", "{direction=\"s2c\"}", "bytes_s2c",
+	 offsetof(struct stats, s2c)},
+	{"rotations_total", "", "rotations", offsetof(struct stats, rotations)},
+	{"log_lines_dropped_total", "", "log_dropped",
+	 offsetof(struct stats, log_dropped)},
+	{"uptime_seconds", "", "uptime_s", -1},
+};
+
+/* The counters summed over the workers, as one log line ("key=value
+ * ...") or as a Prometheus text page; returns the length. */
+static size_t stats_print(char *out, size_t n, int prom)
+{
+	size_t i, w, len = 0;
+	unsigned long long v;
+	int k;
+
+	for (i = 0; i < COUNT(stat_rows); i++) {
+		v = (unsigned long long)(now - started);
+		udiv(&v, 1000);
+		if (stat_rows[i].off >= 0)
+			for (k = 0, v = 0; k < stats_rows; k++)
+				v += *(uint64_t *)((char *)&stats_all[k] +
+						   stat_rows[i].off);
+		w = strlen(stat_rows[i].name);
+		if (prom && (!i || strcmp(stat_rows[i].name,
+					  stat_rows[i - 1].name)))
+			len += fmt(out + len, n - len, "# TYPE gstunnel_%s %s\n",
+				   stat_rows[i].name, w > 6 && !strcmp(
+				   stat_rows[i].name + w - 6, "_total") ?
+				   "counter" : "gauge");
+		len += prom ? fmt(out + len, n - len, "gstunnel_%s%s %llu\n",
+				  stat_rows[i].name, stat_rows[i].label,
+				  (unsigned long long)v) :
+		       fmt(out + len, n - len, " %s=%llu", stat_rows[i].key,
+			   (unsigned long long)v);
+		if (len >= n)
+			len = n - 1;
+	}
+	return len;
+}
+
+/* The counters: one row per worker, shared (see struct stats). */
+static void stats_start(void)
+{
+	stats_rows = workers;
+	stats_all = os_shared((size_t)stats_rows * sizeof *stats_all);
+	if (!stats_all)
+		die(1, "no memory for the counters: %s", os_strerror(errno));
+	st = stats_all;
+	started = now = clock_ms();
+}
+
+static void stats_log(void)
+{
+	char line[400];
+
+	stats_print(line, sizeof line, 0);
+	logmsg(NULL, "stats:%s", line);
+}
+
+/* ==== errors and logging ================================================ */
+
+static int log_fd = 2, log_syslog; /* stderr, or a socket to /dev/log */
+static int worker_id; /* with -j: this worker's number, from 1 */
+
+/* -l syslog: the socket to /dev/log, made again if syslogd has
+ * restarted. */
+static int syslog_open(void)
+{
+	int fd = os_syslog();
+
+	if (log_syslog && log_fd >= 0)
+		sock_close(log_fd);
+	if (log_syslog || fd >= 0)
+		log_fd = fd;
+	return fd;
+}
+
+/*
+ * One line, one write, and never a wait: a line that cannot go at once (a
+ * stalled pipe on stderr, a full syslog socket) is dropped and counted, so
+ * logging cannot stop the loop. A syslog line is "<30>" (LOG_DAEMON,
+ * LOG_INFO; 27: LOG_ERR), the program and pid, then the text.
+ */
+static void vlog(const struct conn *c, int err, const char *f, va_list ap)
+{
+	char line[512];
+	size_t n;
+	ssize_t r = -1;
+
+	n = log_syslog ? fmt(line, sizeof line, "<%d>" PROG "[%ld]: ",
+			     err ? 27 : 30, (long)getpid()) :
+	    fmt(line, sizeof line, PROG);
+	if (worker_id)
+		n += fmt(line + n, sizeof line - n, log_syslog ? "worker %d: " :
+			 "[%d]", worker_id);
+	if (!log_syslog)
+		n += fmt(line + n, sizeof line - n, ": ");
+	if (c)
+		n += fmt(line + n, sizeof line - n, "conn %lu: ", c->id);
+	if (n < sizeof line - 1)
+		n += vfmt(line + n, sizeof line - 1 - n, f, ap);
+	if (n > sizeof line - 2)
+		n = sizeof line - 2;
+	line[n++] = '\n';
+	if (log_syslog) {
+		if (log_fd >= 0)
+			r = sock_send(log_fd, line, n - 1, MSG_DONTWAIT |
+				 MSG_NOSIGNAL);
+		if (r < 0 && errno != EAGAIN && syslog_open() >= 0)
+			r = sock_send(log_fd, line, n - 1, MSG_DONTWAIT |
+				 MSG_NOSIGNAL);
+	} else if (os_log_ready(log_fd)) {
+		r = write(log_fd, line, n);
+	}
+	if (r < 0 && st)
+		st->log_dropped++;
+}
+
+static void logmsg(const struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(c, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* Only before the loop runs: the message goes to the log, and to stderr
+ * as well when the log is syslog. */
+static void die(int code, const char *f, ...)
+{
+	char line[512];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, f);
+	vlog(NULL, 1, f, ap);
+	va_end(ap);
+	if (log_syslog) {
+		va_start(ap, f);
+		n = vfmt(line, sizeof line - 1, f, ap);
+		va_end(ap);
+		if (n > sizeof line - 2)
+			n = sizeof line - 2;
+		line[n++] = '\n';
+		put(2, PROG ": ", sizeof PROG + 1);
+		put(2, line, n);
+	}
+	exit(code);
+}
+
+/* Where the log goes: syslog with -l syslog, or with -d unless -l says
+ * otherwise. And what Windows cannot do. */
+static void log_start(void)
+{
+	if (WINDOWS && (cfg.user || cfg.daemon || cfg.syslog || workers > 1))
+		die(2, "%s is for Unix only, not for Windows", cfg.user ? "-u" :
+		    cfg.daemon ? "-d" : cfg.syslog ? "-l syslog" : "-j");
+	if (cfg.syslog || (cfg.daemon && !given(&cfg, AT(syslog)))) {
+		if (syslog_open() < 0)
+			die(1, "%s: cannot log to syslog (/dev/log): %s%s",
+			    cfg.syslog ? "-l syslog" : "-d", os_strerror(errno),
+			    cfg.syslog ? "" : "; use -l stderr");
+		log_syslog = 1;
+	}
+}
+
+/*
+ * Log why a connection fails; the caller then closes it with a reset.
+ * Failures before authentication on the server (strangers, scanners, a
+ * replayed hello) are logged at most once a second without -v, and the
+ * next line says how many were left out: nobody can flood the log.
+ */
+static int fail(struct conn *c, const char *fmt, ...)
+{
+	static int64_t last = -1000;
+	static unsigned long quiet;
+	va_list ap;
+
+	if (!verbose && c && !IS_CLIENT && (c->state == S_HELLO ||
+					     c->state == S_FINISH)) {
+		if (now - last < 1000) {
+			quiet++;
+			return -1;
+		}
+		last = now;
+		if (quiet)
+			logmsg(NULL, "%lu more failures before authentication "
+			       "were not logged (one a second; -v logs all)",
+			       quiet);
+		quiet = 0;
+	}
+	va_start(ap, fmt);
+	vlog(c, 0, fmt, ap);
+	va_end(ap);
 	return -1;
 }
-#endif
+
+/* An authentication failure: counted, then as fail(). */
+static int auth_fail(struct conn *c, const char *what)
+{
+	c->why = W_AUTH;
+	return fail(c, "authentication failed: %s", what);
+}
+
+/* ==== randomness ======================================================== */
+
+static int use_rdrand = 1; /* RDRAND mixed in: the CPU has it, it works */
 
 /*
  * Fresh random bytes: 32 bytes from the OS and, where the CPU has it, 32
@@ -1751,6 +2330,8 @@ static int rnd(void *out, size_t n)
 }
 
 /* ==== crypto primitives ================================================= */
+
+static const br_ec_impl *ec_impl = &br_ec_c25519_m31;
 
 static void hmac_sha256(unsigned char out[32], const void *k, size_t kl,
 			const void *a, size_t al, const void *b, size_t bl)
@@ -1893,6 +2474,12 @@ static int x25519(unsigned char out[32], const unsigned char sec[32],
 
 /* ==== ciphers =========================================================== */
 
+/* The implementations in use: set by crypto_select() and cipher use(). */
+static const br_block_ctr_class *aes_impl;
+static br_ghash ghash_impl;
+static br_chacha20_run chacha_impl;
+static br_poly1305_run poly_impl;
+
 /* AES-GCM; the AES and GHASH code come from crypto_select(). */
 static void gcm_init(struct dir *d, const unsigned char *k, size_t n)
 {
@@ -1929,31 +2516,31 @@ static int gcm_open(struct dir *d, const unsigned char *nonce,
 
 /* ChaCha20-Poly1305 (RFC 8439) from BearSSL's runners; the key is 32
  * bytes. The dir keeps the code it was keyed with. */
-static void cp_init(struct dir *d, const unsigned char *k, size_t n)
+static void chapoly_init(struct dir *d, const unsigned char *k, size_t n)
 {
-	memcpy(d->k.cp.key, k, n);
-	d->k.cp.chacha = chacha_impl;
-	d->k.cp.poly = poly_impl;
+	memcpy(d->k.chapoly.key, k, n);
+	d->k.chapoly.chacha = chacha_impl;
+	d->k.chapoly.poly = poly_impl;
 }
 
-static void cp_seal(struct dir *d, const unsigned char *nonce,
+static void chapoly_seal(struct dir *d, const unsigned char *nonce,
 		    const void *aad, size_t aad_len, unsigned char *data,
 		    size_t len, unsigned char *tag)
 {
-	d->k.cp.poly(d->k.cp.key, nonce, data, len, aad, aad_len, tag,
-		     d->k.cp.chacha, 1);
+	d->k.chapoly.poly(d->k.chapoly.key, nonce, data, len, aad, aad_len, tag,
+		     d->k.chapoly.chacha, 1);
 }
 
 /* The runner decrypts and computes the tag; we compare it. */
-static int cp_open(struct dir *d, const unsigned char *nonce,
+static int chapoly_open(struct dir *d, const unsigned char *nonce,
 		   const void *aad, size_t aad_len, unsigned char *data,
 		   size_t len, const unsigned char *tag)
 {
 	unsigned char t[16];
 	int ok;
 
-	d->k.cp.poly(d->k.cp.key, nonce, data, len, aad, aad_len, t,
-		     d->k.cp.chacha, 0);
+	d->k.chapoly.poly(d->k.chapoly.key, nonce, data, len, aad, aad_len, t,
+		     d->k.chapoly.chacha, 0);
 	ok = ct_equal(t, tag, 16);
 	wipe(t, sizeof t);
 	return ok;
@@ -2009,7 +2596,6 @@ static const struct {
 	{"ctmul", NULL, br_poly1305_ctmul_run},
 };
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define GET(t, i) ((t)[i].get ? (t)[i].get() : (t)[i].fn)
 #define BUILT(t, i) ((t)[i].get || (t)[i].fn)
 
@@ -2040,7 +2626,7 @@ static const char *gcm_use(size_t i, int *ok)
 		    aes_impl && ghash_impl, ok);
 }
 
-static const char *cp_use(size_t i, int *ok)
+static const char *chapoly_use(size_t i, int *ok)
 {
 	size_t a = i / COUNT(poly_impls), p = i % COUNT(poly_impls);
 
@@ -2113,7 +2699,7 @@ static int gcm_kat(void)
 
 /* RFC 8439, 2.8.2, on the code in use: seal, open, reject a flipped bit
  * in the ciphertext and in the additional data. */
-static int cp_kat(void)
+static int chapoly_kat(void)
 {
 	static const char *p =
 		"Ladies and Gentlemen of the class of '99: If I could offer "
@@ -2133,18 +2719,18 @@ static int cp_kat(void)
 	unhex(iv, "070000004041424344454647");
 	unhex(aad, "50515253c0c1c2c3c4c5c6c7");
 	unhex(c, c_hex);
-	cp_init(&d, k, 32);
+	chapoly_init(&d, k, 32);
 	memcpy(buf, p, 114);
-	cp_seal(&d, iv, aad, 12, buf, 114, tag);
+	chapoly_seal(&d, iv, aad, 12, buf, 114, tag);
 	bad |= memcmp(buf, c, 114) || memcmp(tag, c + 114, 16);
-	bad |= !cp_open(&d, iv, aad, 12, buf, 114, c + 114) ||
+	bad |= !chapoly_open(&d, iv, aad, 12, buf, 114, c + 114) ||
 	       memcmp(buf, p, 114);
 	memcpy(buf, c, 114);
 	aad[3] ^= 1;
-	bad |= cp_open(&d, iv, aad, 12, buf, 114, c + 114) != 0;
+	bad |= chapoly_open(&d, iv, aad, 12, buf, 114, c + 114) != 0;
 	aad[3] ^= 1;
 	c[17] ^= 4;
-	bad |= cp_open(&d, iv, aad, 12, c, 114, c + 114) != 0;
+	bad |= chapoly_open(&d, iv, aad, 12, c, 114, c + 114) != 0;
 	wipe(&d, sizeof d);
 	return !bad;
 }
@@ -2152,8 +2738,8 @@ static int cp_kat(void)
 static const struct cipher ciphers[] = {
 	{"aes", "aes-gcm", 1, 0, gcm_init, gcm_seal, gcm_open, gcm_use,
 	 gcm_kat},
-	{"chacha20", "chacha20-poly1305", 2, 32, cp_init, cp_seal, cp_open,
-	 cp_use, cp_kat},
+	{"chacha20", "chacha20-poly1305", 2, 32, chapoly_init, chapoly_seal, chapoly_open,
+	 chapoly_use, chapoly_kat},
 };
 static size_t cipher_best[COUNT(ciphers)];     /* the pair each one uses */
 static char cipher_code[COUNT(ciphers)][32];   /* and its name */
@@ -2195,6 +2781,9 @@ static void crypto_select(void)
 }
 
 /* ==== record layer ====================================================== */
+
+static const char *send_label = IS_CLIENT ? "gstunnel2 c2s" : "gstunnel2 s2c";
+static const char *recv_label = IS_CLIENT ? "gstunnel2 s2c" : "gstunnel2 c2s";
 
 /* Move a direction's key forward: secret, key and IV all come from
  * HKDF(salt = old secret, ikm, label); ikm is empty for the first step and
@@ -2266,10 +2855,10 @@ static int check(int ok, const char *what, int loud)
 	return !ok;
 }
 
-/* The record layer as used on the wire, with cipher cp: seal, open, and
+/* The record layer as used on the wire, with cipher cs: seal, open, and
  * refuse a record with one flipped bit, a wrong record number or a changed
  * length. */
-static int selftest_records(const struct cipher *cp)
+static int selftest_records(const struct cipher *cs)
 {
 	static struct dir a, b; /* static: a dir holds AES round keys */
 	unsigned char r0[3 + 100 + REC_TAG], r[sizeof r0];
@@ -2279,7 +2868,7 @@ static int selftest_records(const struct cipher *cp)
 	for (i = 0; i < 32; i++)
 		a.secret[i] = b.secret[i] = (unsigned char)i;
 	a.seq = b.seq = 0;
-	a.cipher = b.cipher = cp;
+	a.cipher = b.cipher = cs;
 	dir_step(&a, a.secret, 32, NULL, send_label);
 	dir_step(&b, b.secret, 32, NULL, send_label);
 	for (i = 0; i < 100; i++)
@@ -2379,10 +2968,27 @@ static int selftest(int loud)
 	if (loud)
 		say(1, "selected: aes %s, chacha20 %s, RDRAND %s, OS random "
 		       "%s\n", cipher_code[0], cipher_code[1],
-		       use_rdrand ? "on" : "off", WINDOWS ? "BCryptGenRandom" :
-		       urandom_fd < 0 ? "getrandom" :
-		       "/dev/urandom (after /dev/random)");
+		       use_rdrand ? "on" : "off", os_random_name());
 	return bad;
+}
+
+/* At every start: RDRAND where the CPU has it (and GSTUNNEL_NO_RDRAND
+ * does not say no), an OS source that works, each cipher's fastest code
+ * here, and its known answers (unless -S tests them all). */
+static void crypto_start(void)
+{
+	const char *env = getenv("GSTUNNEL_NO_RDRAND");
+	unsigned char probe[16];
+
+	if ((env && *env && strcmp(env, "0")) || !rdrand_supported())
+		use_rdrand = 0;
+	if (os_random(probe, sizeof probe) < 0)
+		die(1, "no working OS random source (%s): refusing to run",
+		    WINDOWS ? "BCryptGenRandom" : "getrandom, /dev/urandom");
+	wipe(probe, sizeof probe);
+	crypto_select();
+	if (!cli.selftest && selftest(0))
+		die(1, "crypto self-test failed: refusing to run");
 }
 
 /* -B: seal 16 KiB records with each implementation pair for BENCH_MS
@@ -2442,14 +3048,129 @@ static void bench(void)
 	       ciphers[best].aead, cipher_code[best], mbs[best]);
 }
 
+/* ==== keys ============================================================== */
+
+/* key: KEY stretched by PBKDF2 (the raw KEY is wiped at once); key_len:
+ * the raw KEY's length, which picks AES-128/192/256 */
+static unsigned char key[32], hello_key[32];
+static size_t key_len;
+
+/*
+ * KEY is stretched once (PBKDF2, KDF_ROUNDS) into key, and the hello key
+ * comes from that: every key of the protocol comes from the stretched
+ * one, so a recorded hello costs a guesser that much per guess. The raw
+ * KEY is wiped as soon as the stretching has started.
+ */
+#define KEY_SALT "gstunnel2 key"
+
+/* The raw KEY the settings name, into raw (*n bytes): the argument, the
+ * config file's key, a key file (one trailing newline ignored), or
+ * GSTUNNEL_KEY. 1 when there is one, with its length checked; 0 on a
+ * reload whose KEY came from argv or the environment, which are wiped at
+ * start (it stays as it was); -1 with errbuf. */
+static int key_read(const struct settings *s, int start, unsigned char raw[64],
+		    size_t *n)
+{
+	const char *from = cli.key ? "argument" : "config file";
+	char *env = getenv("GSTUNNEL_KEY"), *buf;
+
+	*n = 0;
+	if (s->key && (start || !cli.key)) {
+		fmt((char *)raw, 64, "%s", s->key);
+		*n = strlen(s->key);
+	} else if (s->key_file) {
+		from = "file";
+		if (!(buf = file_read(s->key_file, 64, n)))
+			return -1;
+		memcpy(raw, buf, *n);
+		wipe(buf, *n);
+		free(buf);
+		if (*n && raw[*n - 1] == '\n' && --*n && raw[*n - 1] == '\r')
+			--*n;
+	} else if (s->key || !start) {
+		return 0;
+	} else if (env) {
+		from = "GSTUNNEL_KEY";
+		fmt((char *)raw, 64, "%s", env);
+		*n = strlen(env);
+		wipe(env, *n); /* gone from /proc/PID/environ from here on */
+	} else {
+		fmt(errbuf, sizeof errbuf, "missing KEY: give it as an "
+		    "argument, with -k FILE, in GSTUNNEL_KEY or in the config "
+		    "file");
+		return -1;
+	}
+	if (*n >= 64)
+		fmt(errbuf, sizeof errbuf, "bad KEY (%s): too long; it must "
+		    "be exactly 16, 24 or 32 bytes", from);
+	else if (*n != 16 && *n != 24 && *n != 32)
+		fmt(errbuf, sizeof errbuf, "bad KEY (%s): %lu bytes; it must "
+		    "be exactly 16, 24 or 32 bytes (AES-128/192/256)", from,
+		    (unsigned long)*n);
+	return *n == 16 || *n == 24 || *n == 32 ? 1 : -1;
+}
+
+/* The stretched KEY in k->out goes into use, and the hello key with it. */
+static void key_use(struct kdf *k, size_t len)
+{
+	memcpy(key, k->out, 32);
+	hkdf(hello_key, 32, "gstunnel2", 9, key, 32, NULL, 0,
+	     "gstunnel2 client hello");
+	key_len = len;
+	wipe(k, sizeof *k);
+}
+
+/* At start: the KEY, stretched in one go (the loop does not run yet). */
+static int key_load(void)
+{
+	unsigned char raw[64];
+	struct kdf k;
+	size_t n;
+
+	if (key_read(&cfg, 1, raw, &n) < 0) {
+		wipe(raw, sizeof raw);
+		return -1;
+	}
+	kdf_start(&k, raw, n, KEY_SALT, sizeof KEY_SALT - 1, KDF_ROUNDS);
+	wipe(raw, sizeof raw);
+	kdf_run(&k, KDF_ROUNDS);
+	key_use(&k, n);
+	return 0;
+}
+
+/* -g: 32 characters from [A-Za-z0-9], about 190 bits. */
+static void key_generate(void)
+{
+	static const char abc[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char r[128];
+	char out[33];
+	size_t i, n = 0;
+
+	while (n < 32) {
+		if (rnd(r, sizeof r) < 0)
+			die(1, "no randomness");
+		for (i = 0; i < sizeof r && n < 32; i++)
+			if (r[i] < 248) /* 4 * 62: no modulo bias */
+				out[n++] = abc[r[i] % 62];
+	}
+	out[32] = '\n';
+	put(1, out, 33);
+	wipe(out, sizeof out);
+	wipe(r, sizeof r);
+}
+
 /* ==== handshake ========================================================= */
+
+static const char *hs_closed = "authentication failed: the server closed the "
+			       "link in the handshake (wrong key?)";
 
 /*
  * Both sides, once the client hello (ch) and the server hello's first 33
  * bytes (sh: cipher and public key) are known and dh is computed: the
  * transcript hash, the finished MACs and both directions' first keys.
  */
-static void handshake_keys(struct conn *c, const struct cipher *cp,
+static void handshake_keys(struct conn *c, const struct cipher *cs,
 			   const unsigned char *ch, const unsigned char *sh,
 			   const unsigned char *dh, unsigned char s_mac[32],
 			   unsigned char c_mac[32])
@@ -2461,7 +3182,7 @@ static void handshake_keys(struct conn *c, const struct cipher *cp,
 
 	br_sha256_init(&h);
 	br_sha256_update(&h, ch, CLIENT_HELLO_LEN);
-	br_sha256_update(&h, sh, 33);
+	br_sha256_update(&h, sh, SH_MAC);
 	br_sha256_out(&h, th);
 	memcpy(c->sk, key, 32); /* this connection's, whatever SIGHUP does */
 	c->sk_len = (unsigned char)key_len;
@@ -2470,7 +3191,7 @@ static void handshake_keys(struct conn *c, const struct cipher *cp,
 	hmac_sha256(c_mac, out + 32, 32, th, 32, NULL, 0);
 	memcpy(c2s->secret, out + 64, 32);
 	memcpy(s2c->secret, out + 96, 32);
-	c2s->cipher = s2c->cipher = cp;
+	c2s->cipher = s2c->cipher = cs;
 	dir_step(c2s, c->sk, c->sk_len, NULL, "gstunnel2 c2s");
 	dir_step(s2c, c->sk, c->sk_len, NULL, "gstunnel2 s2c");
 	c->rotated = now;
@@ -2484,15 +3205,15 @@ static int client_hello(struct conn *c)
 	unsigned char *p = c->hs;
 	ssize_t n;
 
-	if (eph_take(c->eph, p + 2) < 0)
+	if (eph_take(c->eph, p + CH_XC) < 0)
 		return fail(c, "no randomness");
-	p[0] = PROTO_VERSION;
-	p[1] = cipher->id;
-	hmac_sha256(p + 34, hello_key, 32, p, 34, NULL, 0);
+	p[CH_VERSION] = PROTO_VERSION;
+	p[CH_CID] = cipher->id;
+	hmac_sha256(p + CH_MAC, hello_key, 32, p, CH_MAC, NULL, 0);
 	/* A fresh socket's send buffer always takes 66 bytes at once. */
-	n = send(c->link, p, CLIENT_HELLO_LEN, MSG_NOSIGNAL);
+	n = sock_send(c->link, p, CLIENT_HELLO_LEN, MSG_NOSIGNAL);
 	if (n != CLIENT_HELLO_LEN)
-		return fail(c, "server: %s", n < 0 ? strerror(errno) :
+		return fail(c, "server: %s", n < 0 ? os_strerror(errno) :
 			    "short write");
 	return 0;
 }
@@ -2507,24 +3228,24 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	unsigned char *q;
 	int ok;
 
-	if (p[0] != cipher->id) {
+	if (p[SH_CID] != cipher->id) {
 		wipe(c->eph, 32);
 		hmac_sha256(s_mac, hello_key, 32, c->hs, CLIENT_HELLO_LEN, p,
-			    33);
-		if (!ct_equal(s_mac, p + 33, 32))
+			    SH_MAC);
+		if (!ct_equal(s_mac, p + SH_MAC, 32))
 			return auth_fail(c, "bad server hello");
-		theirs = cipher_by_id(p[0]);
+		theirs = cipher_by_id(p[SH_CID]);
 		return fail(c, "the server refused cipher %s: it takes only "
 			    "%s (its -c)", cipher->name, theirs ?
 			    theirs->name : "one unknown to us");
 	}
-	if (x25519(dh, c->eph, p + 1) < 0) {
+	if (x25519(dh, c->eph, p + SH_XS) < 0) {
 		wipe(c->eph, 32);
 		return auth_fail(c, "bad server hello");
 	}
 	wipe(c->eph, 32);
 	handshake_keys(c, cipher, c->hs, p, dh, s_mac, c_mac);
-	ok = ct_equal(s_mac, p + 33, 32);
+	ok = ct_equal(s_mac, p + SH_MAC, 32);
 	wipe(dh, 32);
 	wipe(s_mac, 32);
 	if (!ok) {
@@ -2541,19 +3262,20 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	return 0;
 }
 
-/* Server: a client asked for cipher cp while -c says another. Tell it, in
+/* Server: a client asked for cipher cs while -c says another. Tell it, in
  * a hello that names ours and is proven with the hello key, then close
  * without a reset (which could drop the answer). Returns -2 for that. */
-static int server_refuse(struct conn *c, const struct cipher *cp)
+static int server_refuse(struct conn *c, const struct cipher *cs)
 {
 	unsigned char sh[SERVER_HELLO_LEN];
 
 	memset(sh, 0, sizeof sh);
-	sh[0] = cipher->id;
-	hmac_sha256(sh + 33, hello_key, 32, c->hs, CLIENT_HELLO_LEN, sh, 33);
-	send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
+	sh[SH_CID] = cipher->id;
+	hmac_sha256(sh + SH_MAC, hello_key, 32, c->hs, CLIENT_HELLO_LEN, sh,
+		    SH_MAC);
+	sock_send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
 	fail(c, "refused the client's cipher %s: this server takes only %s "
-	     "(-c)", cp ? cp->name : "(unknown)", cipher->name);
+	     "(-c)", cs ? cs->name : "(unknown)", cipher->name);
 	return -2;
 }
 
@@ -2569,10 +3291,10 @@ static int server_handshake(struct conn *c)
 	unsigned char sh[SERVER_HELLO_LEN], dh[32], c_mac[32];
 	unsigned char *p = c->hs + (c->state == S_FINISH ? 32 : 0);
 	size_t need = c->state == S_FINISH ? FINISHED_LEN : CLIENT_HELLO_LEN;
-	const struct cipher *cp;
+	const struct cipher *cs;
 	ssize_t n;
 
-	n = recv(c->link, p + c->hs_len, need - c->hs_len, 0);
+	n = sock_recv(c->link, p + c->hs_len, need - c->hs_len, 0);
 	if (n == 0) {
 		if (verbose)
 			logmsg(c, "peer closed before the handshake ended");
@@ -2581,12 +3303,13 @@ static int server_handshake(struct conn *c)
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK ||
 		       errno == EINTR ? 0 : fail(c, "link: %s",
-						 strerror(errno));
+						 os_strerror(errno));
 	c->hs_len = (unsigned char)(c->hs_len + n);
-	if (c->state == S_HELLO && p[0] != PROTO_VERSION) /* at once */
-		return c->why = W_AUTH, fail(c, "bad hello: protocol version "
-						 "%u, we speak %u", p[0],
-						 PROTO_VERSION);
+	if (c->state == S_HELLO && p[CH_VERSION] != PROTO_VERSION) {
+		c->why = W_AUTH; /* at once */
+		return fail(c, "bad hello: protocol version %u, we speak %u",
+			    p[CH_VERSION], PROTO_VERSION);
+	}
 	if (c->hs_len < need)
 		return 0;
 	c->hs_len = 0;
@@ -2597,30 +3320,30 @@ static int server_handshake(struct conn *c)
 		wipe(c->hs, sizeof c->hs);
 		return conn_connect_next(c, 0);
 	}
-	hmac_sha256(sh, hello_key, 32, p, 34, NULL, 0);
-	if (!ct_equal(sh, p + 34, 32))
+	hmac_sha256(sh, hello_key, 32, p, CH_MAC, NULL, 0);
+	if (!ct_equal(sh, p + CH_MAC, 32))
 		return auth_fail(c, "bad client hello (wrong key?)");
-	cp = cipher_by_id(p[1]); /* authenticated: it really asked for it */
-	if (!cp || (cipher_forced && cp != cipher))
-		return server_refuse(c, cp);
-	if (eph_take(c->eph, sh + 1) < 0)
+	cs = cipher_by_id(p[CH_CID]); /* authenticated: it asked for it */
+	if (!cs || (cipher_forced && cs != cipher))
+		return server_refuse(c, cs);
+	if (eph_take(c->eph, sh + SH_XS) < 0)
 		return fail(c, "no randomness");
-	sh[0] = cp->id;
-	n = x25519(dh, c->eph, p + 2);
+	sh[SH_CID] = cs->id;
+	n = x25519(dh, c->eph, p + CH_XC);
 	wipe(c->eph, 32);
 	if (n < 0)
 		return fail(c, "bad hello: weak public key");
-	handshake_keys(c, cp, p, sh, dh, sh + 33, c_mac);
+	handshake_keys(c, cs, p, sh, dh, sh + SH_MAC, c_mac);
 	memcpy(c->hs, c_mac, 32); /* the expected client finished */
 	wipe(c_mac, 32);
 	wipe(dh, 32);
 	/* A fresh socket's send buffer always takes 65 bytes at once. */
-	n = send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
+	n = sock_send(c->link, sh, sizeof sh, MSG_NOSIGNAL);
 	if (n != (ssize_t)sizeof sh)
-		return fail(c, "link: %s", n < 0 ? strerror(errno) :
+		return fail(c, "link: %s", n < 0 ? os_strerror(errno) :
 			    "short write");
 	if (verbose)
-		logmsg(c, "cipher %s", cp->name);
+		logmsg(c, "cipher %s", cs->name);
 	c->state = S_FINISH;
 	return 0;
 }
@@ -2714,6 +3437,24 @@ static int rotation_record(struct conn *c, int type, const unsigned char *body,
 
 /* ==== connection I/O ==================================================== */
 
+static const char *plain_name = IS_CLIENT ? "app" : "target";
+
+/*
+ * Every TCP socket: no Nagle, and keepalive as -K says, so that a peer that
+ * vanished is found in about IDLE + INTERVAL * COUNT seconds. Not
+ * TCP_USER_TIMEOUT: it also ends a connection whose peer merely stops
+ * reading (a zero window) for that long, and a paused application is no
+ * dead peer. Then non-blocking: -1 if that fails.
+ */
+static int set_tcp_options(int fd)
+{
+	int one = 1;
+
+	sock_setopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	sock_keepalive(fd, cfg.keepalive);
+	return sock_nonblock(fd);
+}
+
 static int buf_alloc(struct conn *c, struct buf *b)
 {
 	if (!b->p && !(b->p = malloc(BUF_SIZE)))
@@ -2802,11 +3543,11 @@ static int tx_fill(struct conn *c, int readable)
 	}
 	if (!n_iov)
 		return 0;
-	n = os_readv(c->plain, iov, (int)n_iov);
+	n = sock_readv(c->plain, iov, (int)n_iov);
 	if (n < 0) {
 		c->tx.hot = 0;
 		return again() ? 0 : fail(c, "%s: %s", plain_name,
-					  strerror(errno));
+					  os_strerror(errno));
 	}
 	if (c->send.seq >= UINT64_MAX - 1 - n_iov)
 		return fail(c, "record numbers exhausted");
@@ -2837,11 +3578,11 @@ static int tx_flush(struct conn *c)
 	ssize_t n;
 
 	while (c->tx.off < c->tx.len) {
-		n = send(c->link, c->tx.p + c->tx.off, c->tx.len - c->tx.off,
+		n = sock_send(c->link, c->tx.p + c->tx.off, c->tx.len - c->tx.off,
 			 MSG_NOSIGNAL);
 		if (n < 0)
 			return again() ? 0 : fail(c, "link: %s",
-						  strerror(errno));
+						  os_strerror(errno));
 		c->tx.off += (size_t)n;
 	}
 	c->tx.off = c->tx.len = 0;
@@ -2858,14 +3599,15 @@ static int link_read(struct conn *c)
 	room = c->rx.cap - c->rx.len;
 	if (!room)
 		return 0;
-	n = recv(c->link, c->rx.p + c->rx.len, room, 0);
+	n = sock_recv(c->link, c->rx.p + c->rx.len, room, 0);
 	if (n < 0) {
 		c->rx.hot = 0;
 		if (again())
 			return 0;
-		return c->state == S_HELLO ? (c->why = W_AUTH,
-			fail(c, "%s (%s)", hs_closed, strerror(errno))) :
-		       fail(c, "link: %s", strerror(errno));
+		if (c->state != S_HELLO)
+			return fail(c, "link: %s", os_strerror(errno));
+		c->why = W_AUTH;
+		return fail(c, "%s (%s)", hs_closed, os_strerror(errno));
 	}
 	if (n == 0)
 		c->flags |= F_LINK_EOF;
@@ -2907,11 +3649,11 @@ static int plain_write(struct conn *c)
 		}
 		n = 0;
 		if (n_iov) {
-			n = os_writev(c->plain, iov, (int)n_iov);
+			n = sock_writev(c->plain, iov, (int)n_iov);
 			if (n < 0)
 				return again() ? 0 : fail(c, "%s: %s",
 							  plain_name,
-							  strerror(errno));
+							  os_strerror(errno));
 		}
 		/* step over what was written, and over control records */
 		while (rx_waiting(c)) {
@@ -2931,8 +3673,8 @@ static int plain_write(struct conn *c)
 			return 0; /* a short write: the socket is full */
 	}
 	if ((c->flags & (F_RX_EOF | F_PLAIN_SHUT)) == F_RX_EOF) {
-		if (shutdown(c->plain, SHUT_WR) < 0 && errno != ENOTCONN)
-			return fail(c, "%s: %s", plain_name, strerror(errno));
+		if (sock_shutdown(c->plain, SHUT_WR) < 0 && errno != ENOTCONN)
+			return fail(c, "%s: %s", plain_name, os_strerror(errno));
 		c->flags |= F_PLAIN_SHUT;
 	}
 	return 0;
@@ -2969,11 +3711,12 @@ static int rx_process(struct conn *c)
 			break;
 		if (c->recv.seq == UINT64_MAX - 1)
 			return fail(c, "record numbers exhausted");
-		if (rec_open(&c->recv, p, len) < 0)
-			return c->why = W_AUTH, fail(c, "authentication "
-				"failed: record %llu does not verify "
-				"(tampered?)",
-				(unsigned long long)c->recv.seq - 1);
+		if (rec_open(&c->recv, p, len) < 0) {
+			c->why = W_AUTH;
+			return fail(c, "authentication failed: record %llu "
+				    "does not verify (tampered?)",
+				    (unsigned long long)c->recv.seq - 1);
+		}
 		c->rx.off += REC_HEAD + len + REC_TAG;
 		type = p[2];
 		len--;
@@ -3009,7 +3752,6 @@ static int rx_process(struct conn *c)
 	return 0;
 }
 
-#ifndef _WIN32 /* Windows: lookup() is in "platform" */
 /* ==== name lookup ======================================================= */
 
 /*
@@ -3019,7 +3761,8 @@ static int rx_process(struct conn *c)
  * /etc/resolv.conf. A lookup is a struct query that the loop drives
  * (query_start, then query_read when its sockets are readable and
  * query_step when its time comes, see "servers and targets"); lookup()
- * drives one alone, for LISTEN and -m at start.
+ * drives one alone, for LISTEN and -m at start. On Windows (OS_RESOLVER)
+ * the system's getaddrinfo() does it all, at once, holding the loop.
  */
 #ifndef HOSTS_PATH
 #define HOSTS_PATH	"/etc/hosts"
@@ -3071,6 +3814,10 @@ static void addrs_free(struct addrinfo *ai)
 {
 	struct addrinfo *next;
 
+	if (OS_RESOLVER) {
+		os_resolve_free(ai);
+		return;
+	}
 	for (; ai; ai = next) {
 		next = ai->ai_next;
 		free(ai);
@@ -3136,27 +3883,20 @@ static void lookup_add(struct addrinfo **l, int af, const void *a,
 /* The next line of the text at *s, its comment cut; NULL at the end. */
 static char *lookup_line(char **s)
 {
-	char *l = *s, *e;
+	char *l = field(s, "\n");
 
-	if (!*l)
-		return NULL;
-	e = l + strcspn(l, "\n");
-	*s = *e ? e + 1 : e;
-	*e = 0;
-	l[strcspn(l, "#;")] = 0;
+	if (l)
+		l[strcspn(l, "#;")] = 0;
 	return l;
 }
 
-/* The next blank-separated word at *s, NUL-terminated; NULL if none. */
+/* The next blank-separated word at *s; NULL if none. */
 static char *lookup_word(char **s)
 {
-	char *w = *s + strspn(*s, " \t\r"), *e;
+	char *w;
 
-	if (!*w)
-		return NULL;
-	e = w + strcspn(w, " \t\r");
-	*s = *e ? e + 1 : e;
-	*e = 0;
+	while ((w = field(s, " \t\r")) && !*w)
+		;
 	return w;
 }
 
@@ -3315,7 +4055,7 @@ static void dns_send(struct query *d, int64_t t)
 		for (i = 0; i < d->nns && !(d->done & 1 << k); i++) {
 			v6 = d->ns[i].sa.sa_family == AF_INET6;
 			if (d->fd[v6] >= 0)
-				sendto(d->fd[v6], d->q, d->ql, 0, &d->ns[i].sa,
+				sock_sendto(d->fd[v6], d->q, d->ql, 0, &d->ns[i].sa,
 				       v6 ? sizeof d->ns[i].v6 :
 				       sizeof d->ns[i].v4);
 		}
@@ -3362,7 +4102,7 @@ static void query_read(struct query *d, int k)
 
 	for (i = 0; i < LOOKUP_READS; i++) {
 		fl = sizeof f;
-		if ((r = recvfrom(d->fd[k], m, sizeof m, 0, &f.sa, &fl)) < 0)
+		if ((r = sock_recvfrom(d->fd[k], m, sizeof m, 0, &f.sa, &fl)) < 0)
 			break;
 		if (dns_from_ns(d, &f))
 			d->done |= dns_reply(d, m, (size_t)r);
@@ -3403,7 +4143,7 @@ static void query_free(struct query *d)
 	for (k = 0; k < 2; k++)
 		if (d->fd[k] >= 0) {
 			ev_set(d->fd[k], d->tok + k, &d->ev[k], 0);
-			close(d->fd[k]);
+			sock_close(d->fd[k]);
 		}
 	addrs_free(d->l);
 	free(d->conf);
@@ -3428,6 +4168,10 @@ static int query_start(struct query **out, const char *host, unsigned port,
 
 	*l = NULL;
 	*out = NULL;
+	if (OS_RESOLVER) { /* Windows: it waits for the answer */
+		*l = os_resolve(host, port, passive);
+		return 0;
+	}
 	if (!*host && passive) {
 		/* [::] first: where it works it takes IPv4 too */
 		lookup_add(l, AF_INET6, any, port);
@@ -3470,15 +4214,14 @@ static int query_start(struct query **out, const char *host, unsigned port,
 		lookup_sa(&d->ns[d->nns++], AF_INET, "\177\0\0\1", 53);
 	for (i = 0; i < d->nns; i++) {
 		k = d->ns[i].sa.sa_family == AF_INET6;
-		if (d->fd[k] < 0 && (d->fd[k] = socket(d->ns[i].sa.sa_family,
-		    SOCK_DGRAM, 0)) >= 0 && set_nonblock(d->fd[k]) < 0) {
-			close(d->fd[k]);
+		if (d->fd[k] < 0 && (d->fd[k] = sock_open(d->ns[i].sa.sa_family, SOCK_DGRAM)) >= 0 && sock_nonblock(d->fd[k]) < 0) {
+			sock_close(d->fd[k]);
 			d->fd[k] = -1;
 		}
 	}
 	if (d->fd[0] < 0 && d->fd[1] < 0) {
 		fmt(errbuf, sizeof errbuf, "no socket for DNS: %s",
-		    strerror(errno));
+		    os_strerror(errno));
 		query_free(d);
 		return 0;
 	}
@@ -3503,7 +4246,7 @@ static struct addrinfo *lookup(const char *host, unsigned port, int passive)
 			p[k].fd = d->fd[k];
 			p[k].events = POLLIN;
 		}
-		if (poll(p, 2, (int)(query_next(d) - t)) > 0)
+		if (os_wait(p, 2, query_next(d) - t) > 0)
 			for (k = 0; k < 2; k++)
 				if (p[k].revents)
 					query_read(d, k);
@@ -3513,8 +4256,6 @@ static struct addrinfo *lookup(const char *host, unsigned port, int passive)
 	query_free(d);
 	return l;
 }
-
-#endif /* !_WIN32 */
 
 /* Split host:port, [v6]:port or :port (passive only) into host and port;
  * -1 (errbuf says why) when it is malformed. */
@@ -3582,7 +4323,12 @@ static struct addrinfo *resolve(const char *arg, int passive, const char *what)
  * scanned for their lookups' times: TARGETS_MAX bounds that.
  */
 static void target_resolved(struct target *t, struct addrinfo *l);
-static void conn_settle(struct conn *c, int r);
+
+/* SERVER (client) or TARGET (server): n_targets addresses. A reload that
+ * changes the list makes a new one and a new targets_gen. */
+static struct target *targets;
+static int n_targets, target_next;
+static unsigned targets_gen;
 
 static void targets_free(struct target *t, int n)
 {
@@ -3605,9 +4351,9 @@ static void targets_free(struct target *t, int n)
 static int targets_parse(const char *list, struct target **out, int *n_out)
 {
 	struct target *t = calloc(TARGETS_MAX, sizeof *t);
-	char *p = strdup(list), *next, host[256];
+	char *p = strdup(list), *item, host[256];
 	unsigned char a[16];
-	int n = 0;
+	int n;
 
 	if (!t || !p) {
 		free(t);
@@ -3615,33 +4361,29 @@ static int targets_parse(const char *list, struct target **out, int *n_out)
 		fmt(errbuf, sizeof errbuf, "out of memory");
 		return -1;
 	}
-	t[0].spec = p;
-	for (; p; p = next) {
-		if ((next = strchr(p, ',')))
-			*next++ = 0;
+	t[0].spec = p; /* the list, split in place */
+	for (n = 0; (item = field(&p, ",")); n++) {
 		if (n == TARGETS_MAX) {
 			fmt(errbuf, sizeof errbuf, "more than %d addresses in "
 			    "'%s'", TARGETS_MAX, list);
 			break;
 		}
-		if (addr_split(p, 0, options[O_REMOTE].arg, host,
-			       &t[n].port) < 0)
+		if (addr_split(item, 0, REMOTE_ARG, host, &t[n].port) < 0)
 			break;
 		if (!host_ok(host)) {
 			fmt(errbuf, sizeof errbuf, "bad %s '%s': bad host "
-			    "name", options[O_REMOTE].arg, p);
+			    "name", REMOTE_ARG, item);
 			break;
 		}
-		t[n].spec = p;
+		t[n].spec = item;
 		if (!(t[n].host = strdup(host))) {
 			fmt(errbuf, sizeof errbuf, "out of memory");
 			break;
 		}
 		if (lookup_literal(host, a))
 			t[n].ai = lookup(host, t[n].port, 0);
-		n++;
 	}
-	if (p) {
+	if (item) {
 		targets_free(t, n);
 		return -1;
 	}
@@ -3667,7 +4409,7 @@ static void target_lookup(struct target *t)
 		if (t->q->fd[k] >= 0 && ev_set(t->q->fd[k], tok + k,
 					       &t->q->ev[k], IO_IN) < 0) {
 			fmt(errbuf, sizeof errbuf, "epoll: %s",
-			    strerror(errno));
+			    os_strerror(errno));
 			target_resolved(t, NULL);
 			return;
 		}
@@ -3688,20 +4430,20 @@ static void target_resolved(struct target *t, struct addrinfo *l)
 	if (l) {
 		if (t->lookup_ms)
 			logmsg(NULL, "%s %s resolves now",
-			       options[O_REMOTE].name, t->spec);
+			       REMOTE_NAME, t->spec);
 		addrs_free(t->ai);
 		t->ai = l;
 		t->lookup_ms = 0;
 	} else if (t->ai) {
 		logmsg(NULL, "%s %s: %s; keeping its old addresses",
-		       options[O_REMOTE].name, t->spec, errbuf);
+		       REMOTE_NAME, t->spec, errbuf);
 	} else {
 		t->lookup_ms = !t->lookup_ms ? 1000 : t->lookup_ms * 2 >
 			       BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
 			       t->lookup_ms * 2;
 		t->lookup_at = now + t->lookup_ms;
 		logmsg(NULL, "%s %s: %s; looking it up again in %d s",
-		       options[O_REMOTE].name, t->spec, errbuf,
+		       REMOTE_NAME, t->spec, errbuf,
 		       t->lookup_ms / 1000);
 	}
 	/* none of them comes back to t: each has counted it as tried */
@@ -3718,9 +4460,7 @@ static int target_ready(struct conn *c, struct target *t)
 	if (!t->q && (t->stale || (!t->ai && now >= t->lookup_at)))
 		target_lookup(t);
 	if (t->q) {
-		c->state = S_RESOLVE;
 		list_put(&t->waiters, c, 1);
-		list_put(&queues[Q_CONNECT], c, 0); /* -t from now */
 		return 0;
 	}
 	return t->ai ? 1 : -1;
@@ -3807,7 +4547,7 @@ static void target_down(struct target *t)
 	t->backoff_ms = !t->backoff_ms ? 1000 : t->backoff_ms * 2 >
 			BACKOFF_MAX_MS ? BACKOFF_MAX_MS : t->backoff_ms * 2;
 	t->down_until = now + t->backoff_ms;
-	logmsg(NULL, "%s %s failed; not used for %d s", options[O_REMOTE].name,
+	logmsg(NULL, "%s %s failed; not used for %d s", REMOTE_NAME,
 	       t->spec, t->backoff_ms / 1000);
 }
 
@@ -3825,6 +4565,27 @@ static const struct addrinfo *conn_ai(const struct conn *c)
 }
 
 /* ==== the connection table ============================================== */
+
+/* The connection table: conn_max slots; those from conn_high on were
+ * never used, and free_conns chains the freed ones (through ln[0].next). */
+static struct conn *conns, *free_conns;
+static int conn_max, conn_count, conn_high;
+static unsigned long conn_ids;
+
+/* The queues of ln[0] (see struct link): connect (-t; Q_RETRY: out of
+ * fds, try again shortly), handshake (-t; on the server, the connections
+ * not yet authenticated) and the server's wait for the client's FIN after
+ * both EOFs (-t). The idle list (ln[1]) holds every open connection, the
+ * least recently active first (-i). */
+enum { Q_CONNECT, Q_RETRY, Q_HANDSHAKE, Q_CLOSING, Q_COUNT };
+static struct list queues[Q_COUNT], idle_list;
+static int64_t accept_paused_until; /* out of fds: accept nothing till then */
+
+/* The listeners (-j with SO_REUSEPORT: each worker's own), the metrics
+ * one (-m), and their interest. */
+static int listen_fd = -1, metrics_fd = -1;
+static unsigned char listen_ev, metrics_ev;
+static int reuseport, *listen_fds; /* -j: worker i's is listen_fds[i] */
 
 static struct conn *conn_new(void)
 {
@@ -3853,7 +4614,7 @@ static void close_fd(int fd, int reset)
 	if (fd < 0)
 		return;
 	if (reset) /* RST, so the far side sees an error, not EOF */
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		sock_setopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 	sock_close(fd);
 }
 
@@ -3928,12 +4689,12 @@ static struct target *target_pick(struct conn *c)
  * tried again shortly, while -t allows), -1 failed at once (*err). */
 static int conn_dial(struct conn *c, const struct addrinfo *ai, int *err)
 {
-	int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	int fd = sock_open(ai->ai_family, SOCK_STREAM);
 
 	c->state = S_CONNECT;
 	if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
 	    now - c->since < timeout_ms) {
-		logmsg(c, "socket: %s; waiting", strerror(errno));
+		logmsg(c, "socket: %s; waiting", os_strerror(errno));
 		accept_paused_until = now + ACCEPT_PAUSE_MS;
 		list_put(&queues[Q_RETRY], c, 0);
 		return 0;
@@ -3941,7 +4702,7 @@ static int conn_dial(struct conn *c, const struct addrinfo *ai, int *err)
 	if (fd >= 0 && set_tcp_options(fd) == 0) {
 		if (verbose)
 			logmsg(c, "connecting to %s", addr_str(ai));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+		if (sock_connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
 		    errno == EINPROGRESS) {
 			*(IS_CLIENT ? &c->link : &c->plain) = fd;
 			list_put(&queues[Q_CONNECT], c, 0);
@@ -3952,7 +4713,7 @@ static int conn_dial(struct conn *c, const struct addrinfo *ai, int *err)
 	if (fd >= 0)
 		sock_close(fd);
 	if (verbose)
-		logmsg(c, "connect: %s", strerror(*err));
+		logmsg(c, "connect: %s", os_strerror(*err));
 	return -1;
 }
 
@@ -3977,7 +4738,7 @@ static int conn_connect_next(struct conn *c, int err)
 		c->addr++;
 	}
 	if (err && verbose)
-		logmsg(c, "connect: %s", strerror(err));
+		logmsg(c, "connect: %s", os_strerror(err));
 	if (c->gen != targets_gen) { /* the list changed (SIGHUP) */
 		c->gen = targets_gen;
 		c->target = -1;
@@ -3994,13 +4755,16 @@ static int conn_connect_next(struct conn *c, int err)
 			target_down(&targets[c->target]);
 		if (!(t = target_pick(c)))
 			break;
-		if ((r = target_ready(c, t)) == 0)
-			return 0; /* waits for the name */
+		if ((r = target_ready(c, t)) == 0) { /* waits for the name */
+			c->state = S_RESOLVE;
+			list_put(&queues[Q_CONNECT], c, 0); /* -t from now */
+			return 0;
+		}
 		unresolved |= r < 0;
 	}
 	c->why = W_CONNECT;
-	return fail(c, "cannot connect to %s: %s", options[O_REMOTE].name,
-		    err ? strerror(err) : unresolved ? "its name does not "
+	return fail(c, "cannot connect to %s: %s", REMOTE_NAME,
+		    err ? os_strerror(err) : unresolved ? "its name does not "
 		    "resolve" : "every address failed and rests");
 }
 
@@ -4010,7 +4774,7 @@ static int conn_connected(struct conn *c)
 	int fd = IS_CLIENT ? c->link : c->plain, err = 0;
 	socklen_t len = sizeof err;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+	if (sock_getopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err)
 		return conn_connect_next(c, err);
@@ -4104,7 +4868,7 @@ static void conn_expired(struct conn *c, int q)
 	} else {
 		c->why = W_TIMEOUT;
 		r = q == Q_HANDSHAKE ? fail(c, "handshake timed out") :
-		    fail(c, "idle for %ld s (-i)", cfg.num[O_IDLE]);
+		    fail(c, "idle for %ld s (-i)", cfg.idle);
 	}
 	conn_settle(c, r);
 }
@@ -4150,80 +4914,12 @@ static int conn_watch(struct conn *c)
 static void conn_settle(struct conn *c, int r)
 {
 	if (r == 0 && conn_watch(c) < 0)
-		r = fail(c, "cannot wait for events: %s", strerror(errno));
+		r = fail(c, "cannot wait for events: %s", os_strerror(errno));
 	if (r < 0)
 		conn_close(c, r == -1);
 }
 
-/* ==== statistics and metrics ============================================ */
-
-/* One row per number: its Prometheus name (after "gstunnel_") and label,
- * its name in the log line, and where it is in struct stats (-1: the
- * uptime). A name ending in _total is a counter, others are gauges. */
-static const struct {
-	const char *name, *label, *key;
-	int off;
-} stat_rows[] = {
-	{"connections_open", "", "open", offsetof(struct stats, open)},
-	{"connections_total", "", "total", offsetof(struct stats, total)},
-	{"failures_total", "{reason=\"authentication\"}", "auth_failed",
-	 offsetof(struct stats, auth)},
-	{"failures_total", "{reason=\"connect\"}", "connect_failed",
-	 offsetof(struct stats, connect)},
-	{"failures_total", "{reason=\"timeout\"}", "timed_out",
-	 offsetof(struct stats, timeout)},
-	{"failures_total", "{reason=\"reset\"}", "reset",
-	 offsetof(struct stats, reset)},
-	{"bytes_total", "{direction=\"c2s\"}", "bytes_c2s",
-	 offsetof(struct stats, c2s)},
-	{"bytes_total", "{direction=\"s2c\"}", "bytes_s2c",
-	 offsetof(struct stats, s2c)},
-	{"rotations_total", "", "rotations", offsetof(struct stats, rotations)},
-	{"log_lines_dropped_total", "", "log_dropped",
-	 offsetof(struct stats, log_dropped)},
-	{"uptime_seconds", "", "uptime_s", -1},
-};
-
-/* The counters summed over the workers, as one log line ("key=value
- * ...") or as a Prometheus text page; returns the length. */
-static size_t stats_print(char *out, size_t n, int prom)
-{
-	size_t i, w, len = 0;
-	unsigned long long v;
-	int k;
-
-	for (i = 0; i < COUNT(stat_rows); i++) {
-		v = (unsigned long long)(now - started);
-		udiv(&v, 1000);
-		if (stat_rows[i].off >= 0)
-			for (k = 0, v = 0; k < stats_rows; k++)
-				v += *(uint64_t *)((char *)&stats_all[k] +
-						   stat_rows[i].off);
-		w = strlen(stat_rows[i].name);
-		if (prom && (!i || strcmp(stat_rows[i].name,
-					  stat_rows[i - 1].name)))
-			len += fmt(out + len, n - len, "# TYPE gstunnel_%s %s\n",
-				   stat_rows[i].name, w > 6 && !strcmp(
-				   stat_rows[i].name + w - 6, "_total") ?
-				   "counter" : "gauge");
-		len += prom ? fmt(out + len, n - len, "gstunnel_%s%s %llu\n",
-				  stat_rows[i].name, stat_rows[i].label,
-				  (unsigned long long)v) :
-		       fmt(out + len, n - len, " %s=%llu", stat_rows[i].key,
-			   (unsigned long long)v);
-		if (len >= n)
-			len = n - 1;
-	}
-	return len;
-}
-
-static void stats_log(void)
-{
-	char line[400];
-
-	stats_print(line, sizeof line, 0);
-	logmsg(NULL, "stats:%s", line);
-}
+/* ==== metrics ============================================================ */
 
 /*
  * -m: a tiny read-only HTTP responder in the loop. A request is read into
@@ -4248,13 +4944,13 @@ static void http_close(struct http *h)
 
 static void http_accept(void)
 {
-	int fd = accept(metrics_fd, NULL, NULL), i;
+	int fd = sock_accept(metrics_fd), i;
 
 	if (fd < 0)
 		return;
 	for (i = 0; i < HTTP_MAX && http[i].fd >= 0; i++)
 		;
-	if (i == HTTP_MAX || set_nonblock(fd) < 0 ||
+	if (i == HTTP_MAX || sock_nonblock(fd) < 0 ||
 	    ev_set(fd, TOK_HTTP + i, &http[i].ev, IO_IN) < 0) {
 		sock_close(fd);
 		return;
@@ -4269,7 +4965,7 @@ static void http_read(struct http *h)
 	char page[2048], head[160], *p;
 	const char *status = "405 Method Not Allowed";
 	size_t body = 0, n;
-	ssize_t r = recv(h->fd, h->req + h->len, sizeof h->req - 1 - h->len,
+	ssize_t r = sock_recv(h->fd, h->req + h->len, sizeof h->req - 1 - h->len,
 			 0);
 
 	if (r < 0 && again())
@@ -4297,12 +4993,15 @@ static void http_read(struct http *h)
 		"version=0.0.4\r\nContent-Length: %lu\r\nConnection: close"
 		"\r\n\r\n", status, (unsigned long)body);
 	/* A fresh socket takes this much at once; if not, so be it. */
-	if (send(h->fd, head, n, MSG_NOSIGNAL) == (ssize_t)n && body)
-		send(h->fd, page, body, MSG_NOSIGNAL);
+	if (sock_send(h->fd, head, n, MSG_NOSIGNAL) == (ssize_t)n && body)
+		sock_send(h->fd, page, body, MSG_NOSIGNAL);
 	http_close(h);
 }
 
 /* ==== the event loop ==================================================== */
+
+static struct conn **ready; /* those with events this round */
+static int64_t drain_until; /* SIGTERM: the connections' last moment */
 
 /* Strangers cannot lock clients out: at most half of -n connections may
  * be unauthenticated (the server's handshake queue), and past that, or
@@ -4331,12 +5030,12 @@ static void accept_new(void)
 	int fd, n;
 
 	for (n = 0; n < 64 && (conn_count < conn_max || unauth()); n++) {
-		fd = accept(listen_fd, NULL, NULL);
+		fd = sock_accept(listen_fd);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
 				logmsg(NULL, "accept: %s; pausing",
-				       strerror(errno));
+				       os_strerror(errno));
 				accept_paused_until = now + ACCEPT_PAUSE_MS;
 			} else if (errno == ECONNABORTED || errno == EINTR) {
 				continue;
@@ -4344,7 +5043,7 @@ static void accept_new(void)
 			return;
 		}
 		if (set_tcp_options(fd) < 0) {
-			logmsg(NULL, "accept: %s", strerror(errno));
+			logmsg(NULL, "accept: %s", os_strerror(errno));
 			sock_close(fd);
 			continue;
 		}
@@ -4380,7 +5079,7 @@ static int64_t queue_due(int q)
 	if (!c)
 		return 0;
 	if (q == Q_COUNT)
-		return ms(O_IDLE) ? c->ln[1].at + ms(O_IDLE) : 0;
+		return idle_ms ? c->ln[1].at + idle_ms : 0;
 	return c->ln[0].at + (q == Q_RETRY ? ACCEPT_PAUSE_MS / 4 : timeout_ms);
 }
 
@@ -4463,11 +5162,11 @@ static void loop_timers(void)
  * Returns 1 when the loop is to end. */
 static int loop_stopping(void)
 {
-	if (sig_int || sig_term > 1 || (sig_term && (!ms(O_WAIT) ||
+	if (sig_int || sig_term > 1 || (sig_term && (!cfg.wait ||
 		!conn_count || (drain_until && now >= drain_until))))
 		return 1;
 	if (sig_term && !drain_until) {
-		drain_until = now + ms(O_WAIT);
+		drain_until = now + (int64_t)cfg.wait * 1000;
 		ev_set(listen_fd, TOK_LISTEN, &listen_ev, 0);
 		sock_close(listen_fd);
 		listen_fd = -1;
@@ -4477,9 +5176,102 @@ static int loop_stopping(void)
 		}
 		metrics_fd = -1;
 		logmsg(NULL, "SIGTERM: accepting no more; %d connections have "
-		       "%ld s to finish", conn_count, cfg.num[O_WAIT]);
+		       "%ld s to finish", conn_count, cfg.wait);
 	}
 	return 0;
+}
+
+/* With -j, try SO_REUSEPORT (Linux 3.9, the BSDs): each worker then has
+ * its own listener and the kernel spreads connections over them. */
+static int listen_on(const struct addrinfo *ai, int reuse)
+{
+	int fd, err = 0, one = 1;
+
+	reuseport = 0;
+	(void)reuse; /* no SO_REUSEPORT (Windows) */
+
+	for (; ai; ai = ai->ai_next) {
+		fd = sock_open(ai->ai_family, SOCK_STREAM);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		sock_setopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#ifdef SO_REUSEPORT
+		if (reuse)
+			reuseport = sock_setopt(fd, SOL_SOCKET, SO_REUSEPORT,
+					       &one, sizeof one) == 0;
+#endif
+		if (sock_bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    sock_listen(fd, SOMAXCONN) == 0 && sock_nonblock(fd) == 0)
+			return fd;
+		err = errno;
+		sock_close(fd);
+	}
+	die(1, "cannot listen: %s", os_strerror(err));
+}
+
+/* -v: what this process is about to do. */
+static void start_info(const struct addrinfo *listen_ai,
+		       const struct addrinfo *metrics_ai)
+{
+	int i;
+
+	logmsg(NULL, "listening on %s", addr_str(listen_ai));
+	if (metrics_ai)
+		logmsg(NULL, "metrics on http://%s/metrics",
+		       addr_str(metrics_ai));
+	logmsg(NULL, "%s %s; at most %d connections; RDRAND %s; %s",
+	       REMOTE_NAME, cfg.remote, conn_max, use_rdrand ? "on" : "off",
+	       EPOLL ? "epoll" : WINDOWS ? "select()" : "poll()");
+	for (i = 0; i < (int)COUNT(ciphers); i++)
+		if (!(IS_CLIENT || cipher_forced) || &ciphers[i] == cipher)
+			logmsg(NULL, "cipher %s: %s %s%s", ciphers[i].name,
+			       ciphers[i].aead, cipher_code[i],
+			       ciphers[i].key_len ? "" : key_len == 16 ?
+			       ", AES-128" : key_len == 24 ? ", AES-192" :
+			       ", AES-256");
+}
+
+/* Before the loop: SERVER or TARGET checked (their names are looked up
+ * in the loop), LISTEN and -m resolved (here, waiting) and listened on
+ * (with -j and SO_REUSEPORT, a listener for each worker: see
+ * "workers"), and the connection limit. */
+static void net_start(void)
+{
+	struct addrinfo *listen_ai, *metrics_ai = NULL;
+	const char *m = cfg.metrics;
+	char maddr[300];
+	int i, fd_room = os_fd_room();
+
+	if (targets_parse(cfg.remote, &targets, &n_targets) < 0 ||
+	    !(listen_ai = resolve(cfg.listen, 1, "LISTEN")))
+		die(2, "%s", errbuf);
+	if (m) { /* PORT, :PORT: on loopback */
+		fmt(maddr, sizeof maddr, "%s%s%s", strchr(m, ':') && *m != ':' ?
+		    "" : "127.0.0.1", strchr(m, ':') ? "" : ":", m);
+		if (!(metrics_ai = resolve(maddr, 1, "-m ADDRESS")))
+			die(2, "%s", errbuf);
+	}
+	conn_max = cfg.maxconn ? (int)cfg.maxconn : fd_room < CONN_MAX_DEFAULT ?
+		   fd_room : CONN_MAX_DEFAULT;
+	if (conn_max > fd_room)
+		logmsg(NULL, "warning: -n %d needs more fds than the limit "
+		       "allows (%d connections); accepting will pause at the "
+		       "limit", conn_max, fd_room);
+	listen_fd = listen_on(listen_ai, workers > 1);
+	if (reuseport && !(listen_fds = calloc((size_t)workers,
+					       sizeof *listen_fds)))
+		die(1, "out of memory");
+	for (i = 0; reuseport && i < workers; i++)
+		listen_fds[i] = i ? listen_on(listen_ai, 1) : listen_fd;
+	if (metrics_ai)
+		metrics_fd = listen_on(metrics_ai, 0);
+	if (verbose)
+		start_info(listen_ai, metrics_ai);
+	addrs_free(listen_ai);
+	if (metrics_ai)
+		addrs_free(metrics_ai);
 }
 
 /* The loop's tables, the metrics listener in the event set, and the
@@ -4495,13 +5287,38 @@ static void loop_start(void)
 	if (!conns || ev_init(TOK_CONN + 2 * conn_max) < 0 ||
 	    !(ready = calloc((size_t)ev_cap, sizeof *ready)))
 		die(1, "no memory or event set for %d connections: %s",
-		    conn_max, strerror(errno));
+		    conn_max, os_strerror(errno));
 	if (metrics_fd >= 0 && ev_set(metrics_fd, TOK_METRICS, &metrics_ev,
 				      IO_IN) < 0)
-		die(1, "cannot wait for events: %s", strerror(errno));
+		die(1, "cannot wait for events: %s", os_strerror(errno));
 	for (i = 0; i < n_targets; i++)
 		if (!targets[i].ai)
 			target_lookup(&targets[i]);
+}
+
+static void run(void);
+
+/* After the loop: what is left reset, every secret wiped. */
+static void loop_end(void)
+{
+	int i;
+
+	if (verbose || conn_count)
+		logmsg(NULL, "%s: %d connections reset; exiting",
+		       sig_int || sig_term > 1 ? "signal" : "SIGTERM",
+		       conn_count);
+	for (i = 0; i < conn_high; i++)
+		if (conns[i].state != S_FREE)
+			conn_close(&conns[i], 1);
+	if (listen_fd >= 0)
+		sock_close(listen_fd);
+	process_end();
+	wipe(key, sizeof key);
+	wipe(hello_key, sizeof hello_key);
+	wipe(&spare, sizeof spare); /* the key pair made ahead */
+	settings_free(&cfg);
+	targets_free(targets, n_targets);
+	free(conns);
 }
 
 static void run(void)
@@ -4525,8 +5342,8 @@ static void run(void)
 			stats_log();
 			stats_next = 0;
 		}
-		if (!worker_id && ms(O_STATS) && !stats_next)
-			stats_next = now + ms(O_STATS);
+		if (!worker_id && cfg.stats && !stats_next)
+			stats_next = now + (int64_t)cfg.stats * 1000;
 		if (listen_fd >= 0 && ev_set(listen_fd, TOK_LISTEN, &listen_ev,
 		    (conn_count < conn_max || unauth()) &&
 		    now >= accept_paused_until ? IO_IN : 0) < 0)
@@ -4538,7 +5355,7 @@ static void run(void)
 		if (n < 0) {
 			if (errno != EINTR) { /* cannot happen; do not spin,
 					       * and let signals in */
-				logmsg(NULL, "wait: %s", strerror(errno));
+				logmsg(NULL, "wait: %s", os_strerror(errno));
 				os_wait(NULL, 0, 1000);
 			}
 			continue;
@@ -4551,342 +5368,7 @@ static void run(void)
 	}
 }
 
-/* ==== keys ============================================================== */
-
-/*
- * KEY is stretched once (PBKDF2, KDF_ROUNDS) into key, and the hello key
- * comes from that: every key of the protocol comes from the stretched
- * one, so a recorded hello costs a guesser that much per guess. The raw
- * KEY is wiped as soon as the stretching has started.
- */
-#define KEY_SALT "gstunnel2 key"
-
-/* The raw KEY the settings name, into raw (*n bytes): the argument, the
- * config file's key, a key file (one trailing newline ignored), or
- * GSTUNNEL_KEY. 1 when there is one, with its length checked; 0 on a
- * reload whose KEY came from argv or the environment, which are wiped at
- * start (it stays as it was); -1 with errbuf. */
-static int key_read(const struct settings *s, int start, unsigned char raw[64],
-		    size_t *n)
-{
-	const char *from = cli[O_KEY] ? "argument" : "config file", *k;
-	char *env = getenv("GSTUNNEL_KEY");
-	const char *path = s->val[O_KEY_FILE];
-	ssize_t r = 1;
-	int fd = -1, e;
-
-	*n = 0;
-	if ((k = s->val[O_KEY]) && (start || !cli[O_KEY])) {
-		fmt((char *)raw, 64, "%s", k);
-		*n = strlen(k);
-	} else if (path) {
-		from = "file";
-		fd = strcmp(path, "-") ? open(path, O_RDONLY | O_BINARY) : 0;
-		while (fd >= 0 && *n < 64 && r)
-			if ((r = read(fd, raw + *n, 64 - *n)) > 0)
-				*n += (size_t)r;
-			else if (r < 0 && errno != EINTR)
-				break;
-		e = errno;
-		if (fd > 0)
-			close(fd);
-		if (fd < 0 || r < 0) {
-			fmt(errbuf, sizeof errbuf, "cannot read key file '%s': "
-			    "%s", path, strerror(e));
-			return -1;
-		}
-		if (*n && raw[*n - 1] == '\n' && --*n && raw[*n - 1] == '\r')
-			--*n;
-	} else if (k || !start) {
-		return 0;
-	} else if (env) {
-		from = "GSTUNNEL_KEY";
-		fmt((char *)raw, 64, "%s", env);
-		*n = strlen(env);
-		wipe(env, *n); /* gone from /proc/PID/environ from here on */
-	} else {
-		fmt(errbuf, sizeof errbuf, "missing KEY: give it as an "
-		    "argument, with -k FILE, in GSTUNNEL_KEY or in the config "
-		    "file");
-		return -1;
-	}
-	if (*n >= 64)
-		fmt(errbuf, sizeof errbuf, "bad KEY (%s): too long; it must "
-		    "be exactly 16, 24 or 32 bytes", from);
-	else if (*n != 16 && *n != 24 && *n != 32)
-		fmt(errbuf, sizeof errbuf, "bad KEY (%s): %lu bytes; it must "
-		    "be exactly 16, 24 or 32 bytes (AES-128/192/256)", from,
-		    (unsigned long)*n);
-	return *n == 16 || *n == 24 || *n == 32 ? 1 : -1;
-}
-
-/* The stretched KEY in k->out goes into use, and the hello key with it. */
-static void key_use(struct kdf *k, size_t len)
-{
-	memcpy(key, k->out, 32);
-	hkdf(hello_key, 32, "gstunnel2", 9, key, 32, NULL, 0,
-	     "gstunnel2 client hello");
-	key_len = len;
-	wipe(k, sizeof *k);
-}
-
-/* At start: the KEY, stretched in one go (the loop does not run yet). */
-static int key_load(void)
-{
-	unsigned char raw[64];
-	struct kdf k;
-	size_t n;
-
-	if (key_read(&cfg, 1, raw, &n) < 0) {
-		wipe(raw, sizeof raw);
-		return -1;
-	}
-	kdf_start(&k, raw, n, KEY_SALT, sizeof KEY_SALT - 1, KDF_ROUNDS);
-	wipe(raw, sizeof raw);
-	kdf_run(&k, KDF_ROUNDS);
-	key_use(&k, n);
-	return 0;
-}
-
-/* -g: 32 characters from [A-Za-z0-9], about 190 bits. */
-static void key_generate(void)
-{
-	static const char abc[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-	unsigned char r[128];
-	char out[33];
-	size_t i, n = 0;
-
-	while (n < 32) {
-		if (rnd(r, sizeof r) < 0)
-			die(1, "no randomness");
-		for (i = 0; i < sizeof r && n < 32; i++)
-			if (r[i] < 248) /* 4 * 62: no modulo bias */
-				out[n++] = abc[r[i] % 62];
-	}
-	out[32] = '\n';
-	put(1, out, 33);
-	wipe(out, sizeof out);
-	wipe(r, sizeof r);
-}
-
-/* ==== settings ========================================================== */
-
-static void usage(void)
-{
-	const struct option *o;
-	const char *h;
-	size_t l;
-
-	put(1, usage_head, strlen(usage_head));
-	for (o = options; o->flag; o++) {
-		say(1, "  -%c, --%s%s%s\n", o->flag, o->name, o->arg ? " " : "",
-		    o->arg ? o->arg : "");
-		for (h = o->help; *h; h += l + (h[l] != 0)) {
-			l = strcspn(h, "\n");
-			put(1, "        ", 8);
-			put(1, h, l);
-			put(1, "\n", 1);
-		}
-	}
-	exit(0);
-}
-
-/* -w workers 0: one per CPU this process may run on. */
-static int cpu_count(void)
-{
-	int n = 1;
-#ifdef CPU_COUNT
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof set, &set) == 0)
-		n = CPU_COUNT(&set);
-#endif
-	return n < 1 ? 1 : n > 256 ? 256 : n;
-}
-
-/* Option i's value v into s; what names it in errors ("-t SECONDS" or
- * "timeout"). Returns -1 with errbuf. */
-static int opt_set(struct settings *s, int i, const char *v, const char *what)
-{
-	static const long most[O_COUNT] = { [O_WORKERS] = 256,
-		[O_MAXCONN] = 1000000, [O_TIMEOUT] = 3600, [O_ROTATE] = 86400,
-		[O_IDLE] = 2592000, [O_WAIT] = 3600, [O_STATS] = 86400 };
-	char ka[32], *p, *q;
-	long n = 0;
-	int k;
-
-	s->val[i] = v;
-	if (most[i]) {
-		if (parse_num(v, i == O_MAXCONN || i == O_TIMEOUT, most[i],
-			      what, &n) < 0)
-			return -1;
-		s->num[i] = i == O_WORKERS && !n ? cpu_count() : n;
-		return 0;
-	}
-	switch (i) {
-	case O_CIPHER:
-		if (!(s->cipher = cipher_by_name(v)))
-			break;
-		return 0;
-	case O_KEEPALIVE: /* 0, or IDLE,INTERVAL,COUNT */
-		fmt(ka, sizeof ka, "%s", v);
-		for (p = ka, k = 0; p && k < 3; p = q, k++) {
-			if ((q = strchr(p, ',')))
-				*q++ = 0;
-			if (parse_num(p, !(k == 0 && !q), k ? 255 : 86400,
-				      what, &n) < 0)
-				return -1;
-			s->ka[k] = (int)n;
-		}
-		if (!p && (k == 3 || !s->ka[0]))
-			return 0;
-		break;
-	case O_LOG:
-		s->syslog = !strcmp(v, "syslog");
-		if (s->syslog || !strcmp(v, "stderr"))
-			return 0;
-		break;
-	default:
-		return 0;
-	}
-	fmt(errbuf, sizeof errbuf, "bad %s '%s': want %s", what, v,
-	    i == O_CIPHER ? "aes or chacha20" : i == O_LOG ? "stderr or "
-	    "syslog" : "0 or IDLE,INTERVAL,COUNT (seconds, count)");
-	return -1;
-}
-
-static void settings_free(struct settings *s)
-{
-	int i;
-
-	for (i = 0; i < O_COUNT; i++)
-		if (s->owned >> i & 1) { /* the key may be among them */
-			wipe((char *)s->val[i], strlen(s->val[i]));
-			free((char *)s->val[i]);
-		}
-	memset(s, 0, sizeof *s);
-}
-
-/*
- * -f FILE: one "name value" per line, name an option's long name (or
- * listen, server or target, key); a flag is its name alone. '#' at the
- * start of a line or after a blank starts a comment. Anything wrong is
- * refused with FILE:LINE: and the reason.
- */
-static int config_read(struct settings *s, const char *path)
-{
-	char *buf, *line, *next, *v, *copy;
-	char msg[sizeof errbuf];
-	const char *e;
-	unsigned long seen = 0;
-	size_t len;
-	int i, ln = 0;
-
-	if (!(buf = file_read(path, CONFIG_MAX, &len))) {
-		memcpy(msg, errbuf, sizeof msg);
-		fmt(errbuf, sizeof errbuf, "config file: %s", msg);
-		return -1;
-	}
-	for (line = buf; line; line = next) {
-		ln++;
-		if ((next = strchr(line, '\n')))
-			*next++ = 0;
-		for (v = line; *v && !(*v == '#' && (v == line || v[-1] == ' ' ||
-						     v[-1] == '\t')); v++)
-			;
-		while (v > line && (v[-1] == ' ' || v[-1] == '\t' ||
-				    v[-1] == '\r'))
-			v--;
-		*v = 0;
-		line += strspn(line, " \t");
-		if (!*line)
-			continue;
-		v = line + strcspn(line, " \t");
-		if (*v)
-			*v++ = 0;
-		v += strspn(v, " \t");
-		for (i = 0; i < O_COUNT && (strcmp(options[i].name, line) ||
-					    (options[i].how & OPT_CLI)); i++)
-			;
-		e = i == O_COUNT ? "unknown name" : seen >> i & 1 ?
-		    "given twice" : (options[i].how & OPT_VALUE) && !*v ?
-		    "needs a value" : !(options[i].how & OPT_VALUE) && *v ?
-		    "takes no value" : (i == O_KEY || i == O_KEY_FILE) &&
-		    (seen >> O_KEY & 1 || seen >> O_KEY_FILE & 1) ?
-		    "KEY given twice (key and key-file)" : NULL;
-		copy = e ? NULL : strdup(*v ? v : "1");
-		if (!e && !copy)
-			e = "out of memory";
-		if (e)
-			fmt(errbuf, sizeof errbuf, "%s:%d: %s: %s", path, ln,
-			    line, e);
-		if (copy && opt_set(s, i, copy, options[i].name) < 0) {
-			free(copy);
-			memcpy(msg, errbuf, sizeof msg);
-			fmt(errbuf, sizeof errbuf, "%s:%d: %s", path, ln, msg);
-			e = "";
-		}
-		if (e)
-			break;
-		s->owned |= 1UL << i;
-		seen |= 1UL << i;
-	}
-	wipe(buf, len);
-	free(buf);
-	return line ? -1 : 0;
-}
-
-/* The defaults, then the config file, then the command line over both. */
-static int settings_load(struct settings *s)
-{
-	int i;
-
-	memset(s, 0, sizeof *s);
-	s->cipher = &ciphers[0];
-	s->num[O_WORKERS] = 1;
-	s->num[O_TIMEOUT] = TIMEOUT_DEFAULT;
-	s->num[O_ROTATE] = ROTATE_DEFAULT;
-	s->num[O_WAIT] = WAIT_DEFAULT;
-	s->ka[0] = 60;
-	s->ka[1] = 10;
-	s->ka[2] = 6;
-	if (cli[O_CONFIG] && config_read(s, cli[O_CONFIG]) < 0) {
-		settings_free(s);
-		return -1;
-	}
-	for (i = 0; i < O_COUNT; i++) {
-		if (!cli[i] && !((i == O_KEY || i == O_KEY_FILE) &&
-				 (cli[O_KEY] || cli[O_KEY_FILE])))
-			continue; /* a KEY on the command line: all of it */
-		if (s->owned >> i & 1) {
-			wipe((char *)s->val[i], strlen(s->val[i]));
-			free((char *)s->val[i]);
-		}
-		s->owned &= ~(1UL << i);
-		s->val[i] = NULL;
-		if (cli[i])
-			opt_set(s, i, cli[i], ""); /* checked in main() */
-	}
-	for (i = O_LISTEN; i < O_KEY; i++)
-		if (!s->val[i]) {
-			fmt(errbuf, sizeof errbuf, "missing %s argument (see "
-			    "-h)", options[i].arg);
-			settings_free(s);
-			return -1;
-		}
-	return 0;
-}
-
-/* The settings the loop reads. */
-static void settings_use(void)
-{
-	verbose = cfg.val[O_VERBOSE] != NULL;
-	timeout_ms = (int)ms(O_TIMEOUT);
-	rotate_ms = ms(O_ROTATE);
-	cipher = cfg.cipher;
-	cipher_forced = cfg.val[O_CIPHER] != NULL;
-}
+/* ==== reload (SIGHUP) ==================================================== */
 
 /*
  * SIGHUP: read the config file and the key again and resolve the names
@@ -4930,8 +5412,8 @@ static void reload(void)
 	if (rl.on)
 		reload_end(); /* a newer SIGHUP: start over */
 	if (settings_load(&rl.s) < 0 || (r = key_read(&rl.s, 0, raw, &n)) < 0 ||
-	    (strcmp(rl.s.val[O_REMOTE], cfg.val[O_REMOTE]) &&
-	     targets_parse(rl.s.val[O_REMOTE], &rl.t, &rl.n) < 0)) {
+	    (strcmp(rl.s.remote, cfg.remote) &&
+	     targets_parse(rl.s.remote, &rl.t, &rl.n) < 0)) {
 		logmsg(NULL, "SIGHUP: reload refused, nothing changed: %s",
 		       errbuf);
 		wipe(raw, sizeof raw);
@@ -4964,7 +5446,7 @@ static void reload_commit(void)
 		for (i = 0; i < n_targets; i++) /* each keeps its addresses */
 			target_lookup(&targets[i]); /* until new ones come */
 	}
-	for (i = 0; i < O_COUNT; i++) {
+	for (i = 0; i < N_OPTIONS; i++) {
 		a = rl.s.val[i];
 		b = cfg.val[i];
 		if (!(options[i].how & OPT_FIXED))
@@ -4979,6 +5461,9 @@ static void reload_commit(void)
 			rl.s.owned ^= bit;
 			cfg.owned ^= bit;
 		}
+		opt_clear(&rl.s, i); /* and its parsed value */
+		if (b)
+			opt_set(&rl.s, i, b, "");
 	}
 	settings_free(&cfg);
 	cfg = rl.s;
@@ -5016,113 +5501,8 @@ static int reload_step(void)
 
 /* ==== process =========================================================== */
 
-/*
- * getopt(3) for the option table, without the stdio that libc's brings
- * along: "-vS", "-k FILE", "-kFILE", "--key-file FILE", "--key-file=FILE",
- * "--"; it stops at the first operand. Returns the option's row (opt_arg:
- * its value, or NULL), or -1 at the end; a bad option ends the program.
- */
-static int opt_ind = 1, opt_pos;
-static char *opt_arg;
-
-static int next_opt(int argc, char **argv)
-{
-	char *a, *eq;
-	size_t l;
-	int i, c;
-
-	opt_arg = NULL;
-	if (!opt_pos) {
-		if (opt_ind >= argc || argv[opt_ind][0] != '-' ||
-		    !argv[opt_ind][1])
-			return -1;
-		if (!strcmp(argv[opt_ind], "--")) {
-			opt_ind++;
-			return -1;
-		}
-		opt_pos = 1;
-	}
-	a = argv[opt_ind];
-	if (a[1] == '-') { /* --name, --name=value */
-		eq = strchr(a, '=');
-		l = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-		for (i = 0; i < O_LISTEN && (strncmp(options[i].name, a + 2, l) ||
-					     options[i].name[l]); i++)
-			;
-		opt_ind++;
-		opt_pos = 0;
-		if (i == O_LISTEN)
-			die(2, "unknown option '%s' (see -h)", a);
-		if (eq && !(options[i].how & OPT_VALUE))
-			die(2, "option --%s takes no value", options[i].name);
-		opt_arg = eq ? eq + 1 : NULL;
-	} else { /* -x, -xVALUE, or several flags: -vd */
-		c = a[opt_pos++];
-		for (i = 0; i < O_LISTEN && options[i].flag != c; i++)
-			;
-		if (i == O_LISTEN)
-			die(2, "unknown option '-%c' (see -h)", c);
-		if ((options[i].how & OPT_VALUE) && a[opt_pos]) {
-			opt_arg = a + opt_pos;
-			opt_pos += strlen(opt_arg);
-		}
-		if (!a[opt_pos]) {
-			opt_ind++;
-			opt_pos = 0;
-		}
-	}
-	if ((options[i].how & OPT_VALUE) && !opt_arg) {
-		if (opt_ind >= argc)
-			die(2, "option -%c needs a value (see -h)",
-			    options[i].flag);
-		opt_arg = argv[opt_ind++];
-	}
-	return i;
-}
-
-/* With -j, try SO_REUSEPORT (Linux 3.9, the BSDs): each worker then has
- * its own listener and the kernel spreads connections over them. */
-static int listen_on(const struct addrinfo *ai, int reuse)
-{
-	int fd, err = 0, one = 1;
-
-	reuseport = 0;
-	(void)reuse; /* no SO_REUSEPORT (Windows) */
-
-	for (; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM, 0);
-		if (fd < 0) {
-			err = errno;
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-#ifdef SO_REUSEPORT
-		if (reuse)
-			reuseport = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT,
-					       &one, sizeof one) == 0;
-#endif
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, SOMAXCONN) == 0 && set_nonblock(fd) == 0)
-			return fd;
-		err = errno;
-		sock_close(fd);
-	}
-	die(1, "cannot listen: %s", strerror(err));
-}
-
-#ifndef _WIN32 /* Unix only: see "platform" */
-/* No core dumps, and (Linux) not dumpable: no other process of this user
- * can read our memory through /proc or ptrace. Again after setuid(),
- * which may reset it. */
-static void no_dumps(void)
-{
-	struct rlimit rl = {0, 0};
-
-	setrlimit(RLIMIT_CORE, &rl);
-#ifdef PR_SET_DUMPABLE
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-#endif
-}
+static const char *pidfile; /* -p, as written at start */
+static int daemon_ready = -1; /* -d: the pipe that tells the parent */
 
 /*
  * -u: users and groups come from /etc/passwd and /etc/group, read here as
@@ -5134,31 +5514,24 @@ static void no_dumps(void)
  * whose member list (field 3) names member.
  */
 static long id_lookup(const char *path, const char *name, long *gid,
-		      const char *member, gid_t *list, int *n)
+		      const char *member, long *list, int *n)
 {
-	char *buf, *line, *next, *f[4], *m;
+	char *buf, *p, *line, *f[4], *m;
 	size_t len;
 	long id = -1, v, w;
 	int k;
 
 	if (!(buf = file_read(path, 1 << 20, &len)))
 		return -1;
-	for (line = buf; line && id < 0; line = next) {
-		if ((next = strchr(line, '\n')))
-			*next++ = 0;
-		for (k = 0, f[0] = line; k < 3 && f[k]; k++)
-			if ((f[k + 1] = strchr(f[k], ':')))
-				*f[k + 1]++ = 0;
-		if (k < 3 || !f[3] || parse_num(f[2], 0, 99999999, "id", &v) < 0)
+	for (p = buf; id < 0 && (line = field(&p, "\n")); ) {
+		for (k = 0; k < 4 && (f[k] = field(&line, ":")); k++)
+			;
+		if (k < 4 || parse_num(f[2], 0, 99999999, "id", &v) < 0)
 			continue;
-		if ((m = strchr(f[3], ':')))
-			*m = 0;
 		if (member) {
-			for (m = f[3]; *m; m += strcspn(m, ","), m += *m == ',')
-				if (!strncmp(m, member, strlen(member)) &&
-				    (m[strlen(member)] == ',' ||
-				     !m[strlen(member)]) && *n < 64)
-					list[(*n)++] = (gid_t)v;
+			while ((m = field(&f[3], ",")))
+				if (!strcmp(m, member) && *n < 64)
+					list[(*n)++] = v;
 		} else if (!strcmp(f[0], name) ||
 			   (parse_num(name, 0, 99999999, "id", &w) == 0 &&
 			    w == v)) {
@@ -5176,14 +5549,15 @@ static long id_lookup(const char *path, const char *name, long *gid,
 static void drop_privileges(const char *spec)
 {
 	const char *g = strchr(spec, ':');
-	char user[64];
-	gid_t groups[65];
-	long uid, gid = -1;
-	int n = 1;
+	char user[256];
+	long groups[65], uid, gid = -1;
+	int n = 1, r;
 
+	if ((g ? (size_t)(g - spec) : strlen(spec)) >= sizeof user)
+		die(1, "-u: the user name is too long");
 	fmt(user, sizeof user, "%s", spec);
 	if (g)
-		user[g - spec < 64 ? g - spec : 63] = 0;
+		user[g - spec] = 0;
 	uid = id_lookup("/etc/passwd", user, &gid, NULL, NULL, NULL);
 	if (uid < 0 && parse_num(user, 0, 99999999, "-u USER", &uid) < 0)
 		die(1, "-u: no user '%s' in /etc/passwd", user);
@@ -5193,378 +5567,271 @@ static void drop_privileges(const char *spec)
 		die(1, "-u: no group '%s' in /etc/group", g + 1);
 	if (gid < 0)
 		die(1, "-u %s: give the group of user number %ld", spec, uid);
-	groups[0] = (gid_t)gid;
+	groups[0] = gid;
 	id_lookup("/etc/group", NULL, NULL, user, groups, &n);
-	if (setgroups((size_t)n, groups) < 0 || setgid((gid_t)gid) < 0 ||
-	    setuid((uid_t)uid) < 0)
-		die(1, "-u %s: %s; refusing to run", spec, strerror(errno));
-	if (uid && (setuid(0) == 0 || geteuid() == 0 || getegid() != gid))
+	if ((r = os_set_ids(uid, gid, groups, n)) == -1)
+		die(1, "-u %s: %s; refusing to run", spec, os_strerror(errno));
+	if (r < 0)
 		die(1, "-u %s: root could be regained; refusing to run", spec);
-	no_dumps();
 }
 
 /* -d: into the background, away from the terminal. The parent exits
- * when the child is ready (pid file written, privileges dropped: see
- * main), 0, or 1 if the child could not start. Standard input and output
- * go to /dev/null, and so does standard error unless -l stderr says to
- * keep it. The working directory stays: relative -k and -f paths are read
- * again on SIGHUP. */
-static int daemon_ready = -1; /* the child's end of the pipe */
-
+ * when the child is ready (see process_start), 0, or 1 if the child
+ * could not start. Standard error goes to /dev/null too unless -l stderr
+ * says to keep it. The working directory stays: relative -k and -f paths
+ * are read again on SIGHUP. */
 static void daemonize(void)
 {
-	int p[2], fd;
-	pid_t pid;
-	char c;
+	if ((daemon_ready = os_daemon(log_syslog)) < 0)
+		die(1, "-d: %s", os_strerror(errno));
+}
 
-	if (pipe(p) < 0 || (pid = fork()) < 0)
-		die(1, "-d: %s", strerror(errno));
-	if (pid) {
-		close(p[1]);
-		_exit(read(p[0], &c, 1) == 1 ? 0 : 1);
+/* -d, then the pid file (it names the detached process, written before
+ * -u takes the rights to), then -u; the counters; the signals. The
+ * parent of -d goes once all that is done. */
+static void process_start(void)
+{
+	int fd;
+
+	if (cfg.daemon)
+		daemonize();
+	if ((pidfile = cfg.pidfile)) {
+		fd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
+			  0644);
+		if (fd < 0)
+			die(1, "cannot write pid file '%s': %s", pidfile,
+			    os_strerror(errno));
+		say(fd, "%ld\n", (long)getpid());
+		close(fd);
 	}
-	close(p[0]);
-	daemon_ready = p[1];
-	setsid();
-	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		if (log_syslog)
-			dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
+	if (cfg.user)
+		drop_privileges(cfg.user);
+	stats_start();
+	if (daemon_ready >= 0) { /* -d: the parent may go now */
+		put(daemon_ready, "", 1);
+		close(daemon_ready);
 	}
+	os_signals();
+}
+
+/* At exit: the pid file goes (the supervisor's, with -j). */
+static void process_end(void)
+{
+	if (pidfile && !worker_id)
+		unlink(pidfile);
 }
 
 /* ==== workers (-j) ====================================================== */
 
 /*
- * The parent of -j workers only supervises: it forks them, restarts one
+ * The parent of -j workers only supervises: it starts them, restarts one
  * that died (and logs why), passes SIGTERM, SIGINT and SIGHUP on, logs
- * the statistics of all (SIGUSR1, -s), and exits when they are all gone.
- * It holds no connection and no ephemeral key. Returns in each worker,
- * never in the parent.
+ * the statistics of all (SIGUSR1, -s, whose interval a SIGHUP may change),
+ * and exits when they are all gone. It holds no connection and no
+ * ephemeral key. A worker that dies within a second of its start is
+ * restarted after 1 s, then 2, 4 ... up to 60 s; when every worker has
+ * died at once WORKER_TRIES times in a row, none can serve: the
+ * supervisor gives up, exit status 1, for the service manager to act.
+ * With SO_REUSEPORT each worker has its own listener, all made before
+ * any fork (root may be needed for the port, and Linux groups only the
+ * sockets of one user); the supervisor keeps them for restarts, and a
+ * dead worker's connections wait in its queue until it is back.
  */
+#ifndef WORKER_TRIES
+#define WORKER_TRIES 3
+#endif
 
-/* Returns 1 in the new worker. With SO_REUSEPORT, the first worker keeps
- * the listener made before the fork (so that it never goes away during the
- * start), and every other worker, or a restarted one, makes its own. Only
- * worker 1 answers -m. */
-static int worker_fork(pid_t *pid, int i, const struct addrinfo *ai)
+struct worker {
+	long pid;           /* 0: not running */
+	int64_t born, due;  /* when it started; when to start it again */
+	int backoff_ms;     /* the next wait after a death at once */
+	int fails;          /* deaths at once in a row */
+};
+
+/* Start worker i: 1 in the worker, 0 in the supervisor. */
+static int worker_start(struct worker *w, int i, int n)
 {
-	*pid = fork();
-	if (*pid < 0)
-		logmsg(NULL, "fork: %s; retrying", strerror(errno));
-	if (*pid)
+	int k;
+
+	w[i].born = now;
+	if ((w[i].pid = os_fork()) < 0) {
+		logmsg(NULL, "fork: %s; trying again in 1 s",
+		       os_strerror(errno));
+		w[i].pid = 0;
+		w[i].due = now + 1000;
+	}
+	if (w[i].pid)
 		return 0;
 	worker_id = i + 1;
 	st = &stats_all[i];
-	if (reuseport && (i > 0 || listen_fd < 0)) {
-		if (listen_fd >= 0)
-			close(listen_fd);
-		listen_fd = listen_on(ai, 1);
-	}
-	if (i > 0 && metrics_fd >= 0) {
-		close(metrics_fd);
+	for (k = 0; listen_fds && k < n; k++)
+		if (k != i)
+			sock_close(listen_fds[k]);
+	if (listen_fds)
+		listen_fd = listen_fds[i];
+	if (i > 0 && metrics_fd >= 0) { /* only worker 1 answers -m */
+		sock_close(metrics_fd);
 		metrics_fd = -1;
 	}
 	return 1;
 }
 
-static void supervise(int n, const struct addrinfo *ai)
+/* The workers that ended: counted, logged, and due to start again.
+ * Returns how many still run. */
+static int workers_reap(struct worker *w, int n)
 {
-	pid_t *pid = calloc((size_t)n, sizeof *pid), p;
-	int64_t *born = calloc((size_t)n, sizeof *born), stats_next = 0, t;
-	struct timespec ts;
-	sigset_t none;
-	int i, ws, live = 0, term = 0, intr = 0, hup = 0, usr1 = 0;
+	long pid;
+	int i, sig, status, live = 0;
 
-	if (!pid || !born)
+	while ((pid = os_reap(&sig, &status)) > 0) {
+		for (i = 0; i < n && w[i].pid != pid; i++)
+			;
+		if (i == n)
+			continue;
+		w[i].pid = 0;
+		stats_all[i].open = 0; /* its connections are gone */
+		if (sig_term || sig_int)
+			continue;
+		w[i].fails = now - w[i].born < 1000 ? w[i].fails + 1 : 0;
+		w[i].backoff_ms = !w[i].fails ? 0 : !w[i].backoff_ms ? 1000 :
+				  w[i].backoff_ms * 2 > BACKOFF_MAX_MS ?
+				  BACKOFF_MAX_MS : w[i].backoff_ms * 2;
+		w[i].due = now + w[i].backoff_ms;
+		logmsg(NULL, "worker %d (pid %ld) %s %d; restarting%s", i + 1,
+		       pid, sig ? "killed by signal" : "exited with status",
+		       sig ? sig : status, w[i].backoff_ms ? " after a wait" :
+		       "");
+	}
+	for (i = 0; i < n; i++)
+		live += w[i].pid > 0;
+	return live;
+}
+
+/* Pass each new TERM, INT and HUP on; take a new -s from a SIGHUP
+ * (returns 1 then). */
+static int workers_signal(struct worker *w, int n, int *seen)
+{
+	static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+	int got[3], i, k;
+	struct settings s;
+
+	got[0] = sig_term;
+	got[1] = sig_int;
+	got[2] = sig_hup;
+	for (k = 0; k < 3; k++) {
+		for (i = 0; i < n && got[k] != seen[k]; i++)
+			if (w[i].pid > 0)
+				os_kill(w[i].pid, sigs[k]);
+		seen[k] = got[k];
+	}
+	k = got[2] != seen[3] && settings_load(&s) == 0;
+	if (k) {
+		cfg.stats = s.stats;
+		settings_free(&s);
+	}
+	seen[3] = got[2];
+	return k;
+}
+
+/* Returns in each worker, never in the supervisor. */
+static void supervise(int n)
+{
+	struct worker *w = calloc((size_t)n, sizeof *w);
+	int64_t stats_next = 0, next;
+	int i, k, live = 0, fails, seen[4] = {0, 0, 0, 0}, usr1 = 0;
+
+	if (!w)
 		die(1, "out of memory");
-	sigemptyset(&none);
-	for (i = 0; i < n; i++) {
-		born[i] = clock_ms();
-		if (worker_fork(&pid[i], i, ai))
-			goto worker;
-		live += pid[i] > 0;
-	}
-	if (reuseport) { /* worker 1 has it; a new worker makes its own */
-		close(listen_fd);
-		listen_fd = -1;
-	}
-	logmsg(NULL, "%d workers started (%s listener%s)", n,
-	       reuseport ? "SO_REUSEPORT" : "one shared",
-	       reuseport ? "s" : "");
+	logmsg(NULL, "%d workers started (%s listener%s)", n, reuseport ?
+	       "SO_REUSEPORT" : "one shared", reuseport ? "s" : "");
 	for (;;) {
-		while ((p = waitpid(-1, &ws, WNOHANG)) > 0) {
-			for (i = 0; i < n && pid[i] != p; i++)
-				;
-			if (i == n)
-				continue;
-			live--;
-			pid[i] = -1; /* to be restarted, unless stopping */
-			stats_all[i].open = 0; /* its connections are gone */
-			if (sig_term || sig_int)
-				continue;
-			if (WIFSIGNALED(ws))
-				logmsg(NULL, "worker %d (pid %ld) killed by "
-				       "signal %d; restarting", i + 1, (long)p,
-				       WTERMSIG(ws));
-			else
-				logmsg(NULL, "worker %d (pid %ld) exited with "
-				       "status %d; restarting", i + 1, (long)p,
-				       WEXITSTATUS(ws));
-			if (clock_ms() - born[i] < 1000)
-				sleep(1); /* no fork loop if it dies at once */
-		}
-		if ((sig_term || sig_int) && listen_fd >= 0) {
-			close(listen_fd); /* the port is free at once */
-			listen_fd = -1;
-		}
-		if ((sig_term || sig_int) && metrics_fd >= 0) {
-			close(metrics_fd);
-			metrics_fd = -1;
-		}
-		if ((sig_term || sig_int) && !live)
-			break;
-		for (i = 0; i < n && !sig_term && !sig_int; i++) {
-			if (pid[i] >= 0)
-				continue;
-			born[i] = clock_ms();
-			if (worker_fork(&pid[i], i, ai))
-				goto worker;
-			live += pid[i] > 0;
-		}
-		/* pass each new TERM, INT and HUP on */
-		for (i = 0; i < n; i++)
-			if (pid[i] > 0) {
-				if (sig_term != term)
-					kill(pid[i], SIGTERM);
-				if (sig_int != intr)
-					kill(pid[i], SIGINT);
-				if (sig_hup != hup)
-					kill(pid[i], SIGHUP);
-			}
-		term = sig_term;
-		intr = sig_int;
-		hup = sig_hup;
 		now = clock_ms();
+		live = workers_reap(w, n);
+		if (sig_term || sig_int) { /* the ports are free at once */
+			for (k = 0; listen_fds && k < n; k++)
+				sock_close(listen_fds[k]);
+			if (listen_fd >= 0 && !listen_fds)
+				sock_close(listen_fd);
+			listen_fd = -1;
+			free(listen_fds);
+			listen_fds = NULL;
+			if (metrics_fd >= 0)
+				sock_close(metrics_fd);
+			metrics_fd = -1;
+			if (!live)
+				break;
+		}
+		for (i = 0, fails = 0; i < n; i++)
+			fails += w[i].fails >= WORKER_TRIES;
+		if (fails == n) {
+			logmsg(NULL, "every worker died at once %d times in a "
+			       "row: giving up", WORKER_TRIES);
+			process_end();
+			exit(1);
+		}
+		for (i = 0, next = 0; i < n && !sig_term && !sig_int; i++) {
+			if (!w[i].pid && now >= w[i].due &&
+			    worker_start(w, i, n)) {
+				free(w);
+				return;
+			}
+			if (!w[i].pid)
+				next = earliest(next, w[i].due);
+		}
+		if (workers_signal(w, n, seen))
+			stats_next = 0; /* -s may have changed */
 		if (sig_usr1 != usr1 || (stats_next && now >= stats_next)) {
 			usr1 = sig_usr1;
 			stats_log();
 			stats_next = 0;
 		}
-		if (ms(O_STATS) && !stats_next)
-			stats_next = now + ms(O_STATS);
-		/* wait for SIGCHLD, a signal to pass on, or the -s timer;
-		 * a fork that failed is tried again after a second */
-		t = live < n && !sig_term && !sig_int ? 1000 : stats_next ?
-		    stats_next - now : -1;
-		ts.tv_sec = (int)t / 1000;
-		ts.tv_nsec = (long)((int)t % 1000) * 1000000;
-		ppoll(NULL, 0, t >= 0 ? &ts : NULL, &none);
+		if (cfg.stats && !stats_next)
+			stats_next = now + (int64_t)cfg.stats * 1000;
+		/* until SIGCHLD, a signal to pass on, a restart or -s */
+		next = earliest(next, stats_next);
+		os_wait(NULL, 0, !next ? -1 : next > now ? next - now : 0);
 	}
-	if (pidfile)
-		unlink(pidfile);
+	free(w);
+	process_end();
 	exit(0);
-worker:
-	free(pid);
-	free(born);
 }
-
-#else /* Windows: -u, -d and -j are refused at start (main) */
-
-static void no_dumps(void)
-{
-}
-
-static void drop_privileges(const char *spec)
-{
-	(void)spec;
-}
-
-static void daemonize(void)
-{
-}
-
-static void supervise(int n, const struct addrinfo *ai)
-{
-	(void)n;
-	(void)ai;
-}
-
-static int daemon_ready = -1;
-#endif /* !_WIN32 */
 
 /* ==== main ============================================================== */
 
 int main(int argc, char **argv)
 {
-	struct addrinfo *listen_ai, *metrics_ai = NULL;
-	struct settings scratch;
-	unsigned char probe[16];
-	char what[40], maddr[300];
-	const char *env, *m;
-	int i, fd, fd_room;
-
-	no_dumps(); /* before any secret is in memory */
+	os_no_dumps(); /* before any secret is in memory */
 	sock_init();
-	memset(&scratch, 0, sizeof scratch);
-	while ((i = next_opt(argc, argv)) >= 0) {
-		if (i == O_HELP)
-			usage();
-		if (i == O_VERSION) {
-			say(1, PROG " " VERSION "\n");
-			return 0;
-		}
-		fmt(what, sizeof what, "-%c %s", options[i].flag,
-		    options[i].arg ? options[i].arg : "");
-		cli[i] = opt_arg ? opt_arg : "1";
-		if (opt_set(&scratch, i, cli[i], what) < 0)
-			die(2, "%s", errbuf);
+	options_parse(argc, argv);
+	if (cli.version) {
+		say(1, PROG " " VERSION "\n");
+		return 0;
 	}
-	argc -= opt_ind;
-	argv += opt_ind;
-	if (argc > 3)
-		die(2, "unexpected argument '%s' (see -h)", argv[3]);
-	for (i = 0; i < argc; i++)
-		cli[O_LISTEN + i] = argv[i];
-	if (cli[O_KEY] && cli[O_KEY_FILE])
-		die(2, "KEY given twice: as an argument and with -k");
-
-	env = getenv("GSTUNNEL_NO_RDRAND");
-	if ((env && *env && strcmp(env, "0")) || !rdrand_supported())
-		use_rdrand = 0;
-	if (os_random(probe, sizeof probe) < 0)
-		die(1, "no working OS random source (%s): refusing to run",
-		    WINDOWS ? "BCryptGenRandom" : "getrandom, /dev/urandom");
-	wipe(probe, sizeof probe);
-	crypto_select();
-	if (cli[O_SELFTEST])
+	crypto_start();
+	if (cli.selftest)
 		return selftest(1) ? 1 : 0;
-	if (selftest(0))
-		die(1, "crypto self-test failed: refusing to run");
-	if (cli[O_BENCH]) {
+	if (cli.bench) {
 		bench();
 		return 0;
 	}
-	if (cli[O_GENKEY]) {
+	if (cli.genkey) {
 		key_generate();
 		return 0;
 	}
-
 	if (settings_load(&cfg) < 0)
 		die(2, "%s", errbuf);
 	settings_use();
-	if (WINDOWS && (cfg.val[O_USER] || cfg.val[O_DAEMON] || cfg.syslog ||
-			(int)cfg.num[O_WORKERS] > 1))
-		die(2, "%s is for Unix only, not for Windows", cfg.val[O_USER] ?
-		    "-u" : cfg.val[O_DAEMON] ? "-d" : cfg.syslog ?
-		    "-l syslog" : "-j");
-	if (cfg.syslog || (cfg.val[O_DAEMON] && !cfg.val[O_LOG])) {
-		if (syslog_open() < 0)
-			die(1, "%s: cannot log to syslog (/dev/log): %s%s",
-			    cfg.syslog ? "-l syslog" : "-d", strerror(errno),
-			    cfg.syslog ? "" : "; use -l stderr");
-		log_syslog = 1;
-	}
+	log_start();
 	if (key_load() < 0)
 		die(2, "%s", errbuf);
-	if (cli[O_KEY]) /* gone from /proc/PID/cmdline from here on */
-		wipe((char *)cli[O_KEY], strlen(cli[O_KEY]));
-	if (targets_parse(cfg.val[O_REMOTE], &targets, &n_targets) < 0 ||
-	    !(listen_ai = resolve(cfg.val[O_LISTEN], 1, "LISTEN")))
-		die(2, "%s", errbuf);
-	if ((m = cfg.val[O_METRICS])) { /* PORT, :PORT: on loopback */
-		fmt(maddr, sizeof maddr, "%s%s%s", strchr(m, ':') && *m != ':' ?
-		    "" : "127.0.0.1", strchr(m, ':') ? "" : ":", m);
-		if (!(metrics_ai = resolve(maddr, 1, "-m ADDRESS")))
-			die(2, "%s", errbuf);
-	}
-
-	fd_room = os_fd_room();
-	conn_max = cfg.num[O_MAXCONN] ? (int)cfg.num[O_MAXCONN] : fd_room < CONN_MAX_DEFAULT ?
-		   fd_room : CONN_MAX_DEFAULT;
-	if (conn_max > fd_room)
-		logmsg(NULL, "warning: -n %d needs more fds than the limit "
-		       "allows (%d connections); accepting will pause at the "
-		       "limit", conn_max, fd_room);
-
-	listen_fd = listen_on(listen_ai, (int)cfg.num[O_WORKERS] > 1);
-	if (metrics_ai)
-		metrics_fd = listen_on(metrics_ai, 0);
-	if (verbose) {
-		logmsg(NULL, "listening on %s", addr_str(listen_ai));
-		if (metrics_ai)
-			logmsg(NULL, "metrics on http://%s/metrics",
-			       addr_str(metrics_ai));
-		logmsg(NULL, "%s %s; at most %d connections; RDRAND %s; %s",
-		       options[O_REMOTE].name, cfg.val[O_REMOTE], conn_max,
-		       use_rdrand ? "on" : "off", EPOLL ? "epoll" : WINDOWS ?
-		       "select()" : "poll()");
-		for (i = 0; i < (int)COUNT(ciphers); i++)
-			if (!(IS_CLIENT || cipher_forced) ||
-			    &ciphers[i] == cipher)
-				logmsg(NULL, "cipher %s: %s %s%s",
-				       ciphers[i].name, ciphers[i].aead,
-				       cipher_code[i], ciphers[i].key_len ?
-				       "" : key_len == 16 ? ", AES-128" :
-				       key_len == 24 ? ", AES-192" :
-				       ", AES-256");
-	}
-	if (cfg.val[O_DAEMON])
-		daemonize();
-	if ((pidfile = cfg.val[O_PIDFILE])) {
-		fd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
-			  0644);
-		if (fd < 0)
-			die(1, "cannot write pid file '%s': %s", pidfile,
-			    strerror(errno));
-		say(fd, "%ld\n", (long)getpid());
-		close(fd);
-	}
-	if (cfg.val[O_USER])
-		drop_privileges(cfg.val[O_USER]);
-
-	/* The counters: one row per worker, shared (see struct stats). */
-	stats_rows = (int)cfg.num[O_WORKERS];
-	stats_all = os_shared((size_t)stats_rows * sizeof *stats_all);
-	if (!stats_all)
-		die(1, "no memory for the counters: %s", strerror(errno));
-	st = stats_all;
-	started = now = clock_ms();
-
-	if (daemon_ready >= 0) { /* -d: the parent may go now */
-		put(daemon_ready, "", 1);
-		close(daemon_ready);
-	}
-
-	os_signals();
-	if ((int)cfg.num[O_WORKERS] > 1)
-		supervise((int)cfg.num[O_WORKERS], listen_ai); /* returns in the workers */
-	addrs_free(listen_ai);
-	if (metrics_ai)
-		addrs_free(metrics_ai);
-
+	if (cli.key) /* gone from /proc/PID/cmdline from here on */
+		wipe((char *)cli.key, strlen(cli.key));
+	net_start();
+	process_start();
+	if (workers > 1)
+		supervise(workers); /* returns in the workers */
 	loop_start();
 	run();
-
-	if (verbose || conn_count)
-		logmsg(NULL, "%s: %d connections reset; exiting",
-		       sig_int || sig_term > 1 ? "signal" : "SIGTERM",
-		       conn_count);
-	for (i = 0; i < conn_high; i++)
-		if (conns[i].state != S_FREE)
-			conn_close(&conns[i], 1);
-	if (listen_fd >= 0)
-		sock_close(listen_fd);
-	if (pidfile && !worker_id)
-		unlink(pidfile);
-	wipe(key, sizeof key);
-	wipe(hello_key, sizeof hello_key);
-	wipe(&spare, sizeof spare); /* the key pair made ahead */
-	settings_free(&cfg);
-	targets_free(targets, n_targets);
-	free(conns);
+	loop_end();
 	return 0;
 }
