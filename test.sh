@@ -21,17 +21,21 @@
 # GSTUNNEL_CLIENT / GSTUNNEL_SERVER name the binaries (default: ./gstunnel_*),
 # so the same tests rerun on sanitizer builds or under valgrind (a wrapper
 # script that execs "valgrind -q ... gstunnel_*"); their reports fail the run;
-# PORT_BASE (24000) moves every port; KEEP=1 keeps the logs. The python helper (Debian's /usr/bin/python3) is at the
-# bottom of this file. Every wait is bounded; every process started here is
+# PORT_BASE (24000) moves every port; KEEP=1 keeps the logs. The Python
+# helpers, run by Debian's /usr/bin/python3, are in tests/: t.py (targets,
+# load, strangers), ref.py (a second implementation of the client),
+# fuzz.py and mitm.py. Every wait is bounded; every process started here is
 # stopped by PID. The last line is "N passed, N failed, N skipped".
 
 set -u
 cd "$(dirname "$0")" || exit 2
+TESTS=$PWD/tests
 CLIENT=${GSTUNNEL_CLIENT:-$PWD/gstunnel_client}
 SERVER=${GSTUNNEL_SERVER:-$PWD/gstunnel_server}
 # the programs themselves, for the checks that look inside them
 CLIENT_BIN=${CLIENT_BIN:-$CLIENT} SERVER_BIN=${SERVER_BIN:-$SERVER}
 PY=${PY:-/usr/bin/python3}
+export PYTHONDONTWRITEBYTECODE=1 # no tests/__pycache__
 P=${PORT_BASE:-24000}
 LONG=0 CROSS=0 FUZZ=0 FLAGS=""
 while :; do
@@ -69,7 +73,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-sed -n '/^#--- t.py ---$/,/^#--- end ---$/p' "$0" >"$T/t.py"
 
 ok() { passed=$((passed + 1)); echo "ok      $TAG$*"; }
 no() { failed=$((failed + 1)); echo "FAILED  $TAG$*"; }
@@ -80,7 +83,7 @@ check() {
 	if "$@" >"$T/out" 2>&1; then ok "$_cn"; else
 		no "$_cn"; sed 's/^/        | /' "$T/out" | tail -n 8; fi
 }
-t() { "$PY" "$T/t.py" "$@"; }
+t() { "$PY" "$TESTS/t.py" "$@"; }
 want() { for w in $EXCEPT; do [ "$1" = "$w" ] && return 1; done
 	case " $ONLY " in "  ") return 0 ;; esac
 	for w in $ONLY; do case $1 in *"$w"*) return 0 ;; esac; done; return 1; }
@@ -264,25 +267,7 @@ _ap_tunnel() {  # _ap_tunnel TARGET: tunnel_up + bounded wait for the entry port
 # has it, [::1]:$2 too (so "localhost" works whatever it resolves to).
 # Sets _ap_origin_pid.  Log in $3.
 _ap_origin_start() {
-    "$APPS_PY" -c '
-import functools, http.server, socket, sys, threading
-d, port = sys.argv[1], int(sys.argv[2])
-H = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
-class S4(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-class S6(S4):
-    address_family = socket.AF_INET6
-srvs = [S4(("127.0.0.1", port), H)]
-try:
-    srvs.append(S6(("::1", port), H))
-except OSError as e:
-    sys.stderr.write("origin: no [::1]:%d (%s), IPv4 only\n" % (port, e))
-for s in srvs[1:]:
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-sys.stderr.write("origin: serving %s on port %d\n" % (d, port))
-sys.stderr.flush()
-srvs[0].serve_forever()
-' "$1" "$2" </dev/null >"$3" 2>&1 &
+    "$APPS_PY" "$TESTS/t.py" origin "$1" "$2" </dev/null >"$3" 2>&1 &
     _ap_origin_pid=$!
     _ap_wait_port "$2" "$_ap_origin_pid" 50
     case $? in
@@ -532,7 +517,7 @@ app() {
 }
 
 # ---- the targets: echo on $ECHO, the mode server on $MUX -----------------
-bg "$T/serve.log" "$PY" "$T/t.py" serve "$T/target.log" "$ECHO" "$MUX"
+bg "$T/serve.log" "$PY" "$TESTS/t.py" serve "$T/target.log" "$ECHO" "$MUX"
 listening "$ECHO" >/dev/null && listening "$MUX" >/dev/null ||
 	{ echo "test targets did not start"; cat "$T/serve.log" "$T/target.log"; exit 1; }
 accepts() { grep -c '^accept' "$T/target.log"; }
@@ -718,7 +703,7 @@ if want failure; then
 	check "failure: target down: app closed at once" t closed $((P + 22)) "sink|" 5 reset
 	check "failure: server down: app closed at once" t closed $((P + 24)) "sink|" 5 reset
 	check "failure: target reset mid-stream: app reset" t closed $CB "reset 100000|" 5 reset
-	bg "$T/serve2.log" "$PY" "$T/t.py" serve "$T/target2.log" $((P + 23)) $((P + 26))
+	bg "$T/serve2.log" "$PY" "$TESTS/t.py" serve "$T/target2.log" $((P + 23)) $((P + 26))
 	bg "$T/D.s.log" "$SERVER" 127.0.0.1:$((P + 25)) 127.0.0.1:$MUX "$KEY"
 	listening $((P + 23)) >/dev/null; listening $((P + 25)) >/dev/null
 	check "failure: target back: the same tunnel works" t echo $((P + 22)) 100000
@@ -744,7 +729,7 @@ fi
 mitm() {
 	name=$1 mp=$2 tg=$3; shift 3
 	bg "$T/$name.s.log" "$SERVER" ${SOPT:-} 127.0.0.1:$((mp + 2)) "$tg" "$KEY"; ms=$last
-	bg "$T/$name.m.log" "$PY" "$T/t.py" mitm "$mp" $((mp + 2)) "$@"; mm=$last
+	bg "$T/$name.m.log" "$PY" "$TESTS/mitm.py" "$mp" $((mp + 2)) "$@"; mm=$last
 	bg "$T/$name.c.log" "$CLIENT" ${COPT:-} 127.0.0.1:$((mp + 1)) 127.0.0.1:"$mp" "$KEY"; mc=$last
 	listening "$mp" >/dev/null && listening $((mp + 1)) >/dev/null &&
 		listening $((mp + 2)) >/dev/null
@@ -814,7 +799,8 @@ if want secure; then
 	check "secure: strangers: the target saw none of them" nothing_in "$a0"
 	check "secure: a wrong version byte is logged as such" \
 		logged "protocol version 71, we speak 2" "$T/X.s.log"
-	check "secure: a client written from the README's protocol works" t ref $SB "$KEY"
+	check "secure: a client written from the README's protocol works" \
+		"$PY" "$TESTS/ref.py" $SB "$KEY"
 	check "secure: a hello built from the README's spec is answered" \
 		t hello $((P + 35)) "$KEY" 9 65
 	weak() { t hello $((P + 35)) "$KEY" 0 0 && logged "weak public key" "$T/X.s.log"; }
@@ -830,7 +816,7 @@ if want secure; then
 	t marker $((P + 56)) "$M" 2000 && t marker $((P + 56)) "$M" 2000 &&
 		t zeros $((P + 56)) 1000000
 	unmitm
-	bg "$T/plain.m.log" "$PY" "$T/t.py" mitm $((P + 57)) $ECHO rec="$T/pl"; pm=$last
+	bg "$T/plain.m.log" "$PY" "$TESTS/mitm.py" $((P + 57)) $ECHO rec="$T/pl"; pm=$last
 	listening $((P + 57)) >/dev/null && t marker $((P + 57)) "$M" 2000; stop $pm
 	marker_hidden() {
 		grep -a -q "$M" "$T/pl.1.c2s" || { echo "the check cannot see the marker"; return 1; }
@@ -869,7 +855,8 @@ if want cipher; then
 	listening $((P + 28)) >/dev/null
 	check "cipher: a server without -c serves a chacha20 client" t up $((P + 28)) 100000
 	stop $fc
-	check "cipher: the README's protocol, chacha20" t ref $SB "$KEY" chacha20
+	check "cipher: the README's protocol, chacha20" \
+		"$PY" "$TESTS/ref.py" $SB "$KEY" chacha20
 	check "cipher: bad -c is refused" bad_args "bad -c CIPHER 'des'" -c des 127.0.0.1:1 127.0.0.1:2 "$KEY"
 fi
 
@@ -1041,15 +1028,15 @@ if want dns; then
 		ip link set lo up
 		mount --make-rprivate / && mount --bind "$1/dns.hosts" /etc/hosts &&
 			mount --bind "$1/resolv.conf" /etc/resolv.conf || exit 2
-		"$2" "$1/t.py" dns "$1/dns.ready" & d=$!
-		"$2" "$1/t.py" serve "$1/dns.target.log" 7001 7002 & e=$!
+		"$2" "$6/t.py" dns "$1/dns.ready" & d=$!
+		"$2" "$6/t.py" serve "$1/dns.target.log" 7001 7002 & e=$!
 		i=0; while [ ! -e "$1/dns.ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 		"$4" 127.0.0.1:7010 127.0.0.1:7001 "$5" 2>/dev/null & s=$!
 		sleep 0.3
 		for name in tunnel.test tun spoof.test; do
 			"$3" -v 127.0.0.1:7011 $name:7010 "$5" 2>"$1/dns.$name.log" & c=$!
 			sleep 1
-			"$2" "$1/t.py" echo 7011 1000 && echo "$name: ok" || echo "$name: FAILED"
+			"$2" "$6/t.py" echo 7011 1000 && echo "$name: ok" || echo "$name: FAILED"
 			kill $c; wait $c
 		done
 		for name in nx.test silent.test; do
@@ -1057,7 +1044,8 @@ if want dns; then
 			"$3" 127.0.0.1:7011 $name:7010 "$5" 2>"$1/dns.$name.log"
 			echo "$name: exit $? after $(($(date +%s) - t0)) s"
 		done
-		kill $d $e $s; wait' sh "$T" "$PY" "$CLIENT" "$SERVER" "$KEY" >"$T/dns.out" 2>&1; }
+		kill $d $e $s; wait' sh "$T" "$PY" "$CLIENT" "$SERVER" "$KEY" "$TESTS" \
+		>"$T/dns.out" 2>&1; }
 	[ $MNTNS = 1 ] && dns_ns
 	dns_ok() { grep -q "^$1: ok$" "$T/dns.out" || { cat "$T/dns.out"; false; }; }
 	mcheck "dns: a name from the nameserver (A)" dns_ok tunnel.test
@@ -1112,10 +1100,11 @@ if want targets; then
 		mount --make-rprivate / && mount --bind "$1/hosts" /etc/hosts || exit 2
 		"$2" -v 127.0.0.1:$4 gs-moved.test:$5 "$6" 2>"$1/dns.c.log" & c=$!
 		sleep 0.5
-		"$3" "$1/t.py" closed $4 x 3 reset
+		"$3" "$7/t.py" closed $4 x 3 reset
 		printf "127.0.0.1 localhost\n127.0.0.1 gs-moved.test\n" >"$1/hosts"
-		"$3" "$1/t.py" up $4 5000; rc=$?
-		kill $c; wait $c; exit $rc' sh "$T" "$CLIENT" "$PY" $((P + 108)) $((P + 103)) "$KEY"
+		"$3" "$7/t.py" up $4 5000; rc=$?
+		kill $c; wait $c; exit $rc' sh "$T" "$CLIENT" "$PY" $((P + 108)) $((P + 103)) "$KEY" \
+		"$TESTS"
 		rc=$?; grep connecting "$T/dns.c.log"; [ $rc = 0 ] &&
 		logged "connecting to 127.0.0.2" "$T/dns.c.log" >/dev/null; }
 	mcheck "targets: a name is resolved again after its addresses failed" redns
@@ -1150,7 +1139,7 @@ fi
 if want stop; then
 	# SIGTERM: the listener goes at once, open transfers finish, exit 0
 	SOPT=-v COPT=-v pair W $((P + 113)) $((P + 112)) 127.0.0.1:$MUX; w_s=$spid w_c=$cpid
-	bg "$T/w.t.log" "$PY" "$T/t.py" held $((P + 113)) $((64 << 20)) 2; held=$last
+	bg "$T/w.t.log" "$PY" "$TESTS/t.py" held $((P + 113)) $((64 << 20)) 2; held=$last
 	sleep 1
 	kill -TERM $w_s $w_c
 	gone() { sleep 0.3; ! listening $((P + 112)) >/dev/null 2>&1 ||
@@ -1168,7 +1157,7 @@ if want stop; then
 	check "stop: and the client exits 0" exit_ok $w_c
 	# a second SIGTERM, or -w 0, resets at once
 	pair W2 $((P + 115)) $((P + 114)) 127.0.0.1:$MUX; w_s=$spid
-	bg "$T/w2.t.log" "$PY" "$T/t.py" held $((P + 115)) $((16 << 20)) 5; held=$last
+	bg "$T/w2.t.log" "$PY" "$TESTS/t.py" held $((P + 115)) $((16 << 20)) 5; held=$last
 	sleep 1
 	kill -TERM $w_s; sleep 0.3
 	still() { alive $w_s || { echo "the server did not wait"; false; }; }
@@ -1179,7 +1168,7 @@ if want stop; then
 	check "stop: the transfer was reset, not ended cleanly" was_cut
 	# with -j, the supervisor passes SIGTERM on: the same graceful stop
 	SOPT="-j 2" pair WJ $((P + 119)) $((P + 118)) 127.0.0.1:$MUX; w_s=$spid w_c=$cpid
-	bg "$T/wj.t.log" "$PY" "$T/t.py" held $((P + 119)) $((64 << 20)) 2; held=$last
+	bg "$T/wj.t.log" "$PY" "$TESTS/t.py" held $((P + 119)) $((64 << 20)) 2; held=$last
 	sleep 1
 	kill -TERM $w_s
 	check "stop: -j 2: SIGTERM closes the listeners at once" gone_j
@@ -1187,7 +1176,7 @@ if want stop; then
 	check "stop: -j 2: then the supervisor exits 0" exit_ok $w_s
 	stop $w_c
 	SOPT="-w 0" pair W3 $((P + 117)) $((P + 116)) 127.0.0.1:$MUX; w_s=$spid
-	bg "$T/w3.t.log" "$PY" "$T/t.py" held $((P + 117)) $((16 << 20)) 5; held=$last
+	bg "$T/w3.t.log" "$PY" "$TESTS/t.py" held $((P + 117)) $((16 << 20)) 5; held=$last
 	sleep 1
 	kill -TERM $w_s
 	check "stop: -w 0: SIGTERM resets at once and exits 0" exit_ok $w_s
@@ -1203,7 +1192,7 @@ if want reload; then
 	listening $((P + 120)) >/dev/null && listening $((P + 121)) >/dev/null &&
 		listening $((P + 122)) >/dev/null
 	rm -f "$T/flag"
-	bg "$T/pause.log" "$PY" "$T/t.py" pause $((P + 121)) 100000 "$T/flag"; pz=$last
+	bg "$T/pause.log" "$PY" "$TESTS/t.py" pause $((P + 121)) 100000 "$T/flag"; pz=$last
 	sleep 1
 	printf '%s\n' "$K2" >"$T/hup.key"
 	kill -HUP $hs
@@ -1308,8 +1297,8 @@ if want logs; then
 	bg "$T/fifo" "$SERVER" -v -m $((P + 143)) 127.0.0.1:$((P + 141)) 127.0.0.1:$ECHO "$KEY"; lgs=$last
 	bg "$T/lg.c.log" "$CLIENT" 127.0.0.1:$((P + 142)) 127.0.0.1:$((P + 141)) "$KEY"; lgc=$last
 	listening $((P + 142)) >/dev/null && listening $((P + 143)) >/dev/null
-	stalled() { timeout -k 1 60 "$PY" "$T/t.py" many $((P + 142)) 600 1000 &&
-		timeout -k 1 20 "$PY" "$T/t.py" echo $((P + 142)) 100000 &&
+	stalled() { timeout -k 1 60 "$PY" "$TESTS/t.py" many $((P + 142)) 600 1000 &&
+		timeout -k 1 20 "$PY" "$TESTS/t.py" echo $((P + 142)) 100000 &&
 		n=$(curl -s -m 5 http://127.0.0.1:$((P + 143))/metrics |
 			awk '$1 == "gstunnel_log_lines_dropped_total" { print $2 }') &&
 		echo "$n lines dropped" && [ "$n" -gt 0 ]; }
@@ -1324,21 +1313,12 @@ if want logs; then
 		mount --bind /dev "$1/realdev"
 		mount -t tmpfs none /dev
 		for d in null random urandom; do touch /dev/$d; mount --bind "$1/realdev/$d" /dev/$d; done
-		"$2" -c "
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(\"/dev/log\"); s.settimeout(8)
-f = open(sys.argv[1], \"a\")
-try:
-    while True:
-        f.write(s.recv(1024).decode(\"utf8\", \"replace\") + chr(10)); f.flush()
-except socket.timeout:
-    pass
-" "$1/syslog" &
+		"$2" "$7/t.py" syslog "$1/syslog" &
 		sleep 0.5
 		"$3" -l syslog -v 127.0.0.1:$4 127.0.0.1:$5 "$6" 2>"$1/sl.err" & p=$!
-		sleep 0.5; "$2" "$1/t.py" closed $4 x 2 reset >/dev/null 2>&1 || :
+		sleep 0.5; "$2" "$7/t.py" closed $4 x 2 reset >/dev/null 2>&1 || :
 		sleep 0.3; kill $p; wait $p || :
-		wait' sh "$T" "$PY" "$SERVER" $((P + 144)) $((P + 145)) "$KEY"
+		wait' sh "$T" "$PY" "$SERVER" $((P + 144)) $((P + 145)) "$KEY" "$TESTS"
 		cat "$T/syslog"
 		grep -q "^<30>gstunnel_server\[[0-9]*\]: listening on 127.0.0.1:$((P + 144))$" "$T/syslog" &&
 		grep -q "^<30>gstunnel_server\[[0-9]*\]: conn 1: new connection" "$T/syslog" &&
@@ -1400,9 +1380,9 @@ if want strangers; then
 	bg "$T/sg.s.log" "$SERVER" -n 4 -t 30 127.0.0.1:$((P + 155)) 127.0.0.1:$ECHO "$KEY"; sgs=$last
 	bg "$T/sg.c.log" "$CLIENT" 127.0.0.1:$((P + 156)) 127.0.0.1:$((P + 155)) "$KEY"; sgc=$last
 	listening $((P + 155)) >/dev/null && listening $((P + 156)) >/dev/null
-	bg "$T/hog.log" "$PY" "$T/t.py" hog $((P + 155)) 10 8; hog=$last
+	bg "$T/hog.log" "$PY" "$TESTS/t.py" hog $((P + 155)) 10 8; hog=$last
 	sleep 1
-	served() { timeout 4 "$PY" "$T/t.py" echo $((P + 156)) 1000; }
+	served() { timeout 4 "$PY" "$TESTS/t.py" echo $((P + 156)) 1000; }
 	check "strangers: 10 silent strangers at -n 4: a client still gets in" served
 	stop $hog; stop $sgc; stop $sgs
 fi
@@ -1419,19 +1399,20 @@ if want dead; then
 	# keepalive: in a network namespace, the link's packets dropped by nft
 	ka_ns() { unshare -n sh -c '
 		ip link set lo up
-		"$2" "$1/t.py" serve "$1/ka.target.log" 7001 7002 & a=$!
+		"$2" "$6/t.py" serve "$1/ka.target.log" 7001 7002 & a=$!
 		sleep 0.5
 		"$3" -K 2,1,2 -v 127.0.0.1:7010 127.0.0.1:7001 "$5" 2>"$1/ka.s.log" & b=$!
 		"$4" -K 2,1,2 -v 127.0.0.1:7011 127.0.0.1:7010 "$5" 2>"$1/ka.c.log" & c=$!
 		sleep 0.5
-		"$2" "$1/t.py" idle 7011 1 8 >"$1/ka.idle" 2>&1 & i=$!
+		"$2" "$6/t.py" idle 7011 1 8 >"$1/ka.idle" 2>&1 & i=$!
 		sleep 1
 		nft add table inet ka
 		nft add chain inet ka c "{ type filter hook input priority 0; }"
 		nft add rule inet ka c tcp dport 7010 drop
 		nft add rule inet ka c tcp sport 7010 drop
 		wait $i; echo "idle: $?" >>"$1/ka.idle"
-		kill $a $b $c; wait $a $b $c' sh "$T" "$PY" "$SERVER" "$CLIENT" "$KEY"
+		kill $a $b $c; wait $a $b $c' sh "$T" "$PY" "$SERVER" "$CLIENT" "$KEY" \
+		"$TESTS"
 		cat "$T/ka.idle"; grep -E 'reset|timed out|link' "$T/ka.c.log" "$T/ka.s.log"
 		grep -q "idle: 0" "$T/ka.idle"; }
 	check "dead: -K 2,1,2: a silent link is found dead within the keepalive bound" ka_ns
@@ -1441,7 +1422,7 @@ if [ $LONG = 1 ] && want soak; then
 	COPT="-v -r 1" SOPT="-v -r 1" pair L $((P + 46)) $((P + 45)) 127.0.0.1:$ECHO
 	check "soak: 5 minutes of rotation under load" t stream $((P + 46)) 300 2048
 	check "soak: 10 x 1000 connections" sh -c "for i in 1 2 3 4 5 6 7 8 9 10; do
-		'$PY' '$T/t.py' many $((P + 46)) 1000 5000 || exit 1; done"
+		'$PY' '$TESTS/t.py' many $((P + 46)) 1000 5000 || exit 1; done"
 fi
 
 # ---- fuzzing ------------------------------------------------------------------
@@ -1457,7 +1438,7 @@ if [ $FUZZ = 1 ] && want fuzz; then
 			127.0.0.1:$((P + 70)) 127.0.0.1:$((P + 71)) "$KEY"; fzs=$last
 		listening $((P + 70)) >/dev/null
 		check "fuzz: ${FUZZ_SECONDS:-60} s of random record sequences and hellos" \
-			t fuzz $((P + 70)) $((P + 71)) "$KEY" "${FUZZ_SECONDS:-60}" "${FUZZ_SEED:-$$}"
+			"$PY" "$TESTS/fuzz.py" $((P + 70)) $((P + 71)) "$KEY" "${FUZZ_SECONDS:-60}" "${FUZZ_SEED:-$$}"
 		sed -n 's/^fuzz: /        | /p' "$T/out"
 		check "fuzz: the server is still running" alive $fzs
 		stop $fzs
@@ -1496,1192 +1477,3 @@ fi
 echo "$passed passed, $failed failed, $skipped skipped"
 finished=1
 [ $failed = 0 ]
-exit
-: <<'#--- end ---'
-#--- t.py ---
-# t.py: the test helper behind test.sh (loopback only; every wait bounded).
-import asyncio, hashlib, os, random, resource, socket, struct, sys, time
-
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-HOST = os.environ.get("T_HOST", "127.0.0.1")
-
-
-def data(seed, n):
-    return random.Random(seed).randbytes(n)
-
-
-def fail(msg):
-    print(msg, file=sys.stderr)
-    sys.exit(1)
-
-
-def rst(sock):
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
-async def read_all(r, limit=None, timeout=60):
-    """Read to EOF: (bytes, 'eof'|'reset'|'timeout')."""
-    buf = bytearray()
-    try:
-        while True:
-            b = await asyncio.wait_for(r.read(1 << 16), timeout)
-            if not b:
-                return bytes(buf), "eof"
-            buf += b
-    except OSError:
-        return bytes(buf), "reset"
-    except asyncio.TimeoutError:
-        return bytes(buf), "timeout"
-
-
-# ---- targets ------------------------------------------------------------
-# serve LOG ECHO_PORT MUX_PORT: echo on ECHO_PORT; on MUX_PORT the first line
-# picks the mode. Every connection is logged: "<mode> in=<bytes> end=<how>".
-
-def log(path, line):
-    with open(path, "a") as f:
-        f.write(line + "\n")
-
-
-async def chunks(r):
-    """What r delivers, up to EOF."""
-    while True:
-        b = await r.read(1 << 16)
-        if not b:
-            return
-        yield b
-
-
-async def drain(r):
-    n, end = 0, "eof"
-    try:
-        async for b in chunks(r):
-            n += len(b)
-    except ConnectionResetError:
-        end = "reset"
-    return n, end
-
-
-async def echo(r, w, logf):
-    log(logf, "accept echo")
-    n, end = 0, "eof"
-    try:
-        async for b in chunks(r):
-            n += len(b)
-            w.write(b)
-            await w.drain()
-        w.write_eof()
-        await w.drain()
-    except (ConnectionResetError, BrokenPipeError):
-        end = "reset"
-    log(logf, "echo in=%d end=%s" % (n, end))
-    w.close()
-
-
-async def mux(r, w, logf):
-    log(logf, "accept mux")
-    try:
-        line = (await asyncio.wait_for(r.readline(), 30)).decode().split()
-    except Exception:
-        line = []
-    mode = line[0] if line else "none"
-    h = hashlib.sha256()
-    n, end = 0, "eof"
-    sock = w.get_extra_info("socket")
-    try:
-        if mode == "sink":          # read to EOF, answer the hash
-            async for b in chunks(r):
-                n += len(b)
-                h.update(b)
-            w.write(h.hexdigest().encode() + b"\n")
-        elif mode == "back":        # read to EOF, then send it all back
-            buf = bytearray()
-            async for b in chunks(r):
-                buf += b
-            n = len(buf)
-            w.write(bytes(buf))
-        elif mode == "source":      # send N seeded bytes
-            w.write(data(int(line[2]), int(line[1])))
-            await w.drain()
-            w.write_eof()
-            n, end = await drain(r)
-        elif mode == "reset":       # read N bytes, then RST
-            want = int(line[1])
-            while n < want:
-                b = await r.read(want - n)
-                if not b:
-                    break
-                n += len(b)
-            rst(sock)
-            end = "sent-reset"
-        elif mode == "blast":       # send at full speed for N seconds
-            t_end = time.time() + float(line[1])
-            while time.time() < t_end:
-                w.write(BLAST)
-                await w.drain()
-                n += len(BLAST)
-            w.write_eof()
-            await drain(r)
-        elif mode == "hold":        # read nothing for a while, then sink
-            await asyncio.sleep(float(line[1]))
-            async for b in chunks(r):
-                n += len(b)
-                h.update(b)
-            w.write(h.hexdigest().encode() + b"\n")
-        await w.drain()
-    except (ConnectionResetError, BrokenPipeError):
-        end = "reset"
-    log(logf, "%s in=%d end=%s" % (mode, n, end))
-    w.close()
-
-
-async def serve(logf, echo_port, mux_port):
-    s1 = await asyncio.start_server(lambda r, w: echo(r, w, logf), HOST,
-                                    int(echo_port), backlog=4096)
-    s2 = await asyncio.start_server(lambda r, w: mux(r, w, logf), HOST,
-                                    int(mux_port), backlog=4096)
-    log(logf, "ready")
-    await asyncio.sleep(3600)
-
-
-# ---- clients -----------------------------------------------------------
-
-async def connect(port):
-    return await asyncio.wait_for(asyncio.open_connection(HOST, int(port)), 10)
-
-
-async def echo_check(port, n, seed, timeout=60):
-    """Send n seeded bytes, half-close, read the echo: (ok, got, end)."""
-    r, w = await connect(port)
-    d = data(seed, n)
-
-    async def send():
-        try:
-            for i in range(0, n, 1 << 16):
-                w.write(d[i:i + (1 << 16)])
-                await w.drain()
-            w.write_eof()
-        except (ConnectionResetError, BrokenPipeError):
-            pass
-    t = asyncio.ensure_future(send())
-    got, end = await read_all(r, timeout=timeout)
-    t.cancel()
-    w.close()
-    return got == d, got, end, d
-
-
-def c_echo(port, n, seed=1):
-    ok, got, end, d = asyncio.run(echo_check(port, int(n), int(seed)))
-    if not ok or end != "eof":
-        fail("echo %s bytes: got %d bytes, end=%s, %s" % (
-            n, len(got), end, "prefix ok" if d.startswith(got) else "DIFFERENT"))
-
-
-def c_tamper(port, n, seed=1):
-    """The stream must die: what arrives is an intact prefix, then a reset."""
-    ok, got, end, d = asyncio.run(echo_check(port, int(n), int(seed), 20))
-    if ok or end == "eof" or end == "timeout" or not d.startswith(got):
-        fail("tamper: got %d of %s bytes, end=%s, prefix %s" % (
-            len(got), n, end, "intact" if d.startswith(got) else "ALTERED"))
-    print("got %d of %s bytes, then %s" % (len(got), n, end))
-
-
-async def mux_run(port, head, payload=b"", timeout=60):
-    r, w = await connect(port)  # refused: raised to the caller
-    try:
-        w.write(head + payload)
-        await w.drain()
-        w.write_eof()
-    except OSError:
-        w.close()
-        return b"", "reset"
-    got, end = await read_all(r, timeout=timeout)
-    w.close()
-    return got, end
-
-
-BLAST = random.Random(5).randbytes(1 << 20)
-
-
-def c_blast(port, seconds, way):
-    """One way at full speed for `seconds` (to the mux's sink, or from its
-    blast), so that nothing comes the other way to wake a stalled end;
-    every byte must arrive, in order, within 20 s more."""
-    async def up():
-        r, w = await connect(port)
-        h, sent, t_end = hashlib.sha256(), 0, time.time() + float(seconds)
-        w.write(b"sink\n")
-        while time.time() < t_end:
-            w.write(BLAST)
-            h.update(BLAST)
-            sent += len(BLAST)
-            await w.drain()
-        w.write_eof()
-        got, end = await read_all(r, timeout=20)
-        w.close()
-        if got.strip().decode() != h.hexdigest() or end != "eof":
-            fail("sink: reply %r end=%s" % (got[:70], end))
-        return sent
-
-    async def down():
-        r, w = await connect(port)
-        w.write(b"blast %s\n" % seconds.encode())
-        w.write_eof()
-        got = 0
-        while True:
-            b = await asyncio.wait_for(r.read(1 << 20), 20)
-            if not b:
-                break
-            k = got % len(BLAST)
-            want = (BLAST[k:] + BLAST)[:len(b)]
-            if b != want:
-                fail("byte %d differs" % got)
-            got += len(b)
-        w.close()
-        return got
-    try:
-        n = asyncio.run(asyncio.wait_for(up() if way == "up" else down(),
-                                         float(seconds) + 30))
-    except asyncio.TimeoutError:
-        fail("%s: stalled (nothing moved for 30 s)" % way)
-    print("%s: %d MB" % (way, n >> 20))
-    if n < 10 << 20:
-        fail("only %d bytes in %s s" % (n, seconds))
-
-
-def c_up(port, n, seed=2):
-    d = data(int(seed), int(n))
-    got, end = asyncio.run(mux_run(port, b"sink\n", d))
-    if got.strip().decode() != hashlib.sha256(d).hexdigest() or end != "eof":
-        fail("up %s: reply %r end=%s" % (n, got[:70], end))
-
-
-def c_down(port, n, seed=3):
-    got, end = asyncio.run(mux_run(port, b"source %s %s\n" % (
-        n.encode(), str(seed).encode())))
-    if got != data(int(seed), int(n)) or end != "eof":
-        fail("down %s: got %d bytes end=%s" % (n, len(got), end))
-
-
-def c_back(port, n, seed=4):
-    """Half-close: send n, shut our write side; the target reads to EOF
-    first, then sends everything back, which must arrive whole, then EOF."""
-    d = data(int(seed), int(n))
-    got, end = asyncio.run(mux_run(port, b"back\n", d))
-    if got != d or end != "eof":
-        fail("half-close: got %d of %d bytes back, end=%s" % (len(got), len(d), end))
-
-
-def c_closed(port, head, limit, want):
-    """Send head, expect the connection to end within limit seconds;
-    want: 'reset', or 'closed' (reset or EOF with no data)."""
-    t0 = time.time()
-    try:
-        got, end = asyncio.run(mux_run(port, head.encode().replace(b"|", b"\n") +
-                                       data(5, 200000), timeout=float(limit)))
-    except ConnectionRefusedError:
-        got, end = b"", "refused"
-    except OSError:  # reset while connecting: the tunnel was that quick
-        got, end = b"", "reset"
-    dt = time.time() - t0
-    if end == "timeout" or (want == "reset" and end != "reset") or got:
-        fail("after %.1f s: %d bytes, end=%s (want %s)" % (dt, len(got), end, want))
-    print("closed (%s) after %.2f s" % (end, dt))
-
-
-def c_many(port, count, size):
-    async def one(i):
-        ok, got, end, d = await echo_check(port, int(size), 1000 + i, 120)
-        return ok and end == "eof"
-
-    async def run():
-        return await asyncio.gather(*[one(i) for i in range(int(count))])
-    t0 = time.time()
-    res = asyncio.run(run())
-    bad = res.count(False)
-    if bad:
-        fail("%d of %s connections failed" % (bad, count))
-    print("%s connections verified in %.1f s" % (count, time.time() - t0))
-
-
-def c_hold(port, seconds, limit_mb):
-    """Backpressure: the target reads nothing for `seconds`; we push as fast
-    as we can. The tunnel must stop taking data (bounded), then deliver
-    every byte once the target reads."""
-    s = socket.create_connection((HOST, int(port)), 10)
-    s.sendall(b"hold %s\n" % seconds.encode())
-    s.setblocking(False)
-    h = hashlib.sha256()
-    block = os.urandom(1 << 16)
-    sent, last, t0 = 0, time.time(), time.time()
-    while time.time() - last < 1.0 and sent < int(limit_mb) << 20:
-        try:
-            n = s.send(block)
-            h.update(block[:n])
-            sent += n
-            last = time.time()
-        except BlockingIOError:
-            time.sleep(0.01)
-    stalled = time.time() - t0
-    print("sent %d bytes before stalling (%.1f s)" % (sent, stalled), flush=True)
-    if sent >= int(limit_mb) << 20:
-        fail("never stalled: %d bytes taken" % sent)
-    sys.stdout.flush()
-    # tell test.sh the stall point, let it sample memory, then finish
-    s.setblocking(True)
-    s.settimeout(60)
-    time.sleep(1)
-    s.shutdown(socket.SHUT_WR)
-    got = b""
-    while True:
-        b = s.recv(100)
-        if not b:
-            break
-        got += b
-    if got.strip().decode() != h.hexdigest():
-        fail("backpressure: target hash differs")
-
-
-def c_stream(port, seconds, rate_kb):
-    """Bidirectional echo at about rate_kb KiB/s for `seconds`, verified."""
-    async def run():
-        r, w = await connect(port)
-        rng = random.Random(7)
-        sent = hashlib.sha256()
-        recv = hashlib.sha256()
-        total = [0, 0]
-        end = time.time() + float(seconds)
-
-        async def send():
-            while time.time() < end:
-                b = rng.randbytes(int(rate_kb) * 1024 // 10)
-                sent.update(b)
-                total[0] += len(b)
-                w.write(b)
-                await w.drain()
-                await asyncio.sleep(0.1)
-            w.write_eof()
-        t = asyncio.ensure_future(send())
-        while True:
-            b = await asyncio.wait_for(r.read(1 << 16), 30)
-            if not b:
-                break
-            recv.update(b)
-            total[1] += len(b)
-        await t
-        return sent.digest() == recv.digest(), total
-    ok, total = asyncio.run(run())
-    if not ok:
-        fail("stream: sent %d, got back %d, differ" % tuple(total))
-    print("streamed %d bytes each way" % total[0])
-
-
-KDF_ROUNDS = 100000
-CIPHERS = {"aes": 1, "chacha20": 2}
-
-
-def stretch(key):
-    """The README's key stretching: PBKDF2-HMAC-SHA256."""
-    return hashlib.pbkdf2_hmac("sha256", key.encode(), b"gstunnel2 key",
-                               KDF_ROUNDS, 32)
-
-
-def hello_key(sk):
-    import hmac
-    prk = hmac.new(b"gstunnel2", sk, "sha256").digest()
-    return hmac.new(prk, b"gstunnel2 client hello\x01", "sha256").digest()
-
-
-def c_hello(port, key, u, want, cipher=None):
-    """A client hello made here from the README's spec, with X25519 public
-    key u (a number): the server must answer it with 65 bytes (want=65),
-    or not at all (want=0: u is a point of low order)."""
-    import hmac
-    hk = hello_key(stretch(key))
-    cid = CIPHERS[cipher or os.environ.get("CIPHER") or "aes"]
-    body = bytes([2, cid]) + int(u).to_bytes(32, "little")
-    s = socket.create_connection((HOST, int(port)), 5)
-    s.sendall(body + hmac.new(hk, body, "sha256").digest())
-    s.settimeout(3)
-    got = b""
-    try:
-        while len(got) < 100:
-            b = s.recv(100)
-            if not b:
-                break
-            got += b
-    except (socket.timeout, ConnectionResetError):
-        pass
-    if len(got) != int(want):
-        fail("the server answered %d bytes, want %s" % (len(got), want))
-
-
-def c_hog(port, count, seconds):
-    """Open count silent connections and hold them for `seconds`."""
-    socks = []
-    for _ in range(int(count)):
-        try:
-            socks.append(socket.create_connection((HOST, int(port)), 2))
-        except OSError:
-            break
-    print("holding %d connections" % len(socks))
-    time.sleep(float(seconds))
-    for s in socks:
-        s.close()
-
-
-def c_probe(port, kind, wait):
-    """A stranger at the server port: it must get no byte back."""
-    s = socket.create_connection((HOST, int(port)), 5)
-    if kind == "random":
-        s.sendall(os.urandom(66))
-    elif kind == "big":
-        try:
-            s.sendall(os.urandom(1 << 20))
-        except OSError:
-            pass
-    elif kind == "http":
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    elif kind == "half":
-        s.sendall(b"\x01\x20" + os.urandom(20))
-    elif kind == "hello":
-        s.sendall(b"\x02\x01" + bytes(64))
-    # kind "silent": send nothing
-    s.settimeout(float(wait))
-    got, end, t0 = b"", "open", time.time()
-    try:
-        while True:
-            b = s.recv(4096)
-            if not b:
-                end = "eof"
-                break
-            got += b
-    except socket.timeout:
-        end = "still open"
-    except ConnectionResetError:
-        end = "reset"
-    if got:
-        fail("%s: the server sent %d bytes" % (kind, len(got)))
-    print("%s: no reply, %s after %.1f s" % (kind, end, time.time() - t0))
-    if end == "still open":
-        sys.exit(3)
-
-
-def c_replay(port, path):
-    """Send a recorded client stream again; print what came back."""
-    s = socket.create_connection((HOST, int(port)), 5)
-    with open(path, "rb") as f:
-        rec = f.read()
-    try:
-        s.sendall(rec)
-    except OSError:
-        pass
-    s.settimeout(3)
-    n = 0
-    try:
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            n += len(b)
-    except (socket.timeout, ConnectionResetError):
-        pass
-    print("replayed %d bytes, got %d back" % (len(rec), n))
-
-
-def c_gone(port):
-    """Ask for 50 MB, read a little, close completely: the tunnel's next
-    writes to us meet a reset socket (EPIPE, the SIGPIPE case)."""
-    s = socket.create_connection((HOST, int(port)), 5)
-    s.sendall(b"source 50000000 1\n")
-    s.settimeout(10)
-    got = 0
-    while got < 100000:
-        b = s.recv(65536)
-        if not b:
-            fail("EOF after %d bytes" % got)
-        got += len(b)
-    s.close()
-    time.sleep(1)
-
-
-def c_gone_target(port):
-    """The mode server closes at once on an unknown mode; we keep sending,
-    so the tunnel server writes into a target that reset (EPIPE)."""
-    s = socket.create_connection((HOST, int(port)), 5)
-    s.sendall(b"quit\n")
-    time.sleep(0.5)
-    try:
-        for _ in range(100):
-            s.sendall(bytes(65536))
-            time.sleep(0.01)
-    except OSError:
-        pass
-    s.close()
-    time.sleep(1)
-
-
-def H(k, m):
-    import hmac
-    return hmac.new(k, m, hashlib.sha256).digest()
-
-
-def hkdf(salt, ikm, info, n):
-    prk, out, t, i = H(salt, ikm), b"", b"", 1
-    while len(out) < n:
-        t = H(prk, t + info + bytes([i]))
-        out += t
-        i += 1
-    return out[:n]
-
-
-class Ref:
-    """A second implementation of the client, written from the README's
-    Protocol section (needs python3-cryptography)."""
-
-    def __init__(s, port, key, cipher=None):
-        from cryptography.hazmat.primitives.asymmetric.x25519 import (
-            X25519PrivateKey, X25519PublicKey)
-        from cryptography.hazmat.primitives.ciphers.aead import (
-            AESGCM, ChaCha20Poly1305)
-        s.X, s.XP = X25519PrivateKey, X25519PublicKey
-        s.cipher = cipher or os.environ.get("CIPHER") or "aes"
-        s.SK = SKS.get(key) or SKS.setdefault(key, stretch(key))
-        kl = len(key) if s.cipher == "aes" else 32
-        s.kl, s.aead = kl, AESGCM if s.cipher == "aes" else ChaCha20Poly1305
-        s.c = socket.create_connection((HOST, int(port)), 5)
-        s.c.settimeout(10)
-
-    def hello(s):
-        import hmac
-        xc = s.X.generate()
-        head = bytes([2, CIPHERS[s.cipher]]) + s.pub(xc)
-        ch = head + H(hello_key(s.SK), head)
-        s.c.sendall(ch)
-        sh = s.recvn(65)
-        if sh[0] != CIPHERS[s.cipher]:
-            fail("the server answered with cipher %d" % sh[0])
-        dh = xc.exchange(s.XP.from_public_bytes(sh[1:33]))
-        th = hashlib.sha256(ch + sh[:33]).digest()
-        o = hkdf(th, s.SK + dh, b"gstunnel2 handshake", 128)
-        if not hmac.compare_digest(H(o[:32], th), sh[33:]):
-            fail("the server's proof does not match the README")
-        s.c2s, s.s2c = s.Dir(s, o[64:96], b"gstunnel2 c2s"), s.Dir(s, o[96:], b"gstunnel2 s2c")
-        return H(o[32:64], th)
-
-    @staticmethod
-    def pub(x):
-        from cryptography.hazmat.primitives.serialization import (
-            Encoding, PublicFormat)
-        return x.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-    class Dir:
-        def __init__(s, ref, t, label):
-            s.ref, s.t, s.label, s.n = ref, t, label, 0
-            s.step(b"")
-
-        def step(s, ikm):
-            kl = s.ref.kl
-            o = hkdf(s.t, ikm, s.label, 32 + kl + 12)
-            s.t, s.g, s.iv = o[:32], s.ref.aead(o[32:32 + kl]), o[32 + kl:]
-
-        def nonce(s):
-            n = bytes(a ^ b for a, b in zip(s.iv, bytes(4) + struct.pack(">Q", s.n)))
-            s.n += 1
-            return n
-
-        def seal(s, typ, payload):
-            hd = struct.pack(">H", 1 + len(payload))
-            return hd + s.g.encrypt(s.nonce(), bytes([typ]) + payload, hd)
-
-        def open(s, hd, body):
-            p = s.g.decrypt(s.nonce(), body, hd)
-            return p[0], p[1:]
-
-    def recvn(s, n):
-        b = b""
-        while len(b) < n:
-            x = s.c.recv(n - len(b))
-            if not x:
-                fail("closed after %d of %d bytes" % (len(b), n))
-            b += x
-        return b
-
-    def record(s):
-        hd = s.recvn(2)
-        try:
-            return s.s2c.open(hd, s.recvn(struct.unpack(">H", hd)[0] + 16))
-        except Exception as e:
-            fail("server record %d does not open with the README's key: %r"
-                 % (s.s2c.n - 1, e))
-
-
-SKS = {}
-
-
-def c_ref(port, key, cipher=None):
-    """The Ref client: handshake, DATA "sink\nhel", a rotation, DATA "lo",
-    EOF; the reply must open with the README's s2c key after the
-    rotation."""
-    r = Ref(port, key, cipher)
-    fin = r.hello()
-    x2 = r.X.generate()
-    r.c.sendall(fin + r.c2s.seal(0, b"sink\nhel") + r.c2s.seal(2, r.pub(x2)))
-    typ, p = r.record()
-    if typ != 3 or len(p) != 32:
-        fail("want ACCEPT, got record type %d, %d bytes" % (typ, len(p)))
-    dh = x2.exchange(r.XP.from_public_bytes(p))
-    r.s2c.step(r.SK + dh)
-    r.c.sendall(r.c2s.seal(4, b""))
-    r.c2s.step(r.SK + dh)
-    r.c.sendall(r.c2s.seal(0, b"lo") + r.c2s.seal(1, b""))
-    got = b""
-    while True:
-        typ, p = r.record()
-        if typ == 1:
-            break
-        got += p
-    if got != hashlib.sha256(b"hello").hexdigest().encode() + b"\n":
-        fail("reply %r" % got)
-    print("%s: handshake, rotation, data and EOF as the README says" % r.cipher)
-
-
-# ---- fuzzing (test.sh -z) ---------------------------------------------------
-# c_fuzz drives a server with the Ref client holding the right key: random
-# sequences of sealed records (every type, payload sizes around the
-# limits, rotations crossing data, EOF at odd times, tampering, bad
-# lengths, truncation), written in random pieces, and random handshake
-# bytes. The server's target is collect(), here. Pass: every connection
-# that stayed within the rules delivered exactly its data and EOF; after a
-# record the rules forbid, nothing more reached the target and the server
-# closed the link within 5 s; truncation reached the target as a reset.
-
-class Collector:
-    def __init__(s, port):
-        import threading
-        s.got, s.lock = [], threading.Lock()
-        s.l = socket.socket()
-        s.l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.l.bind((HOST, int(port)))
-        s.l.listen(128)
-        threading.Thread(target=s.accept, daemon=True).start()
-
-    def accept(s):
-        import threading
-        while True:
-            c, _ = s.l.accept()
-            threading.Thread(target=s.read, args=(c,), daemon=True).start()
-
-    def read(s, c):
-        data, end = b"", "eof"
-        c.settimeout(30)
-        try:
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                data += b
-        except OSError as e:
-            end = "reset" if isinstance(e, ConnectionResetError) else "error"
-        c.close()
-        with s.lock:
-            s.got.append((data, end))
-
-    def find(s, tag, wait):
-        t0 = time.time()
-        while time.time() - t0 < wait:
-            with s.lock:
-                for d, e in s.got:
-                    if d.startswith(tag):
-                        return d, e
-            time.sleep(0.005)
-        return None, None
-
-
-def c_fuzz(port, target_port, key, seconds, seed):
-    rnd = random.Random(int(seed))
-    col = Collector(target_port)
-    time.sleep(0.2)
-    t_end = time.time() + float(seconds)
-    stats = {"conns": 0, "clean": 0, "bad": 0, "cut": 0, "hello": 0,
-             "records": 0, "rotations": 0}
-    sizes = [1, 2, 6, 100, 16383, 16384]
-    n = 0
-    while time.time() < t_end:
-        n += 1
-        stats["conns"] += 1
-        if rnd.random() < 0.15:
-            fuzz_hello(port, key, rnd)
-            stats["hello"] += 1
-            continue
-        fuzz_conn(port, key, rnd, n, col, sizes, stats)
-    with col.lock:
-        for d, e in col.got:
-            if b"FORBIDDEN" in d:
-                fail("bytes after a forbidden record reached the target")
-    print("fuzz: %s" % " ".join("%s=%d" % kv for kv in sorted(stats.items())))
-
-
-def fuzz_hello(port, key, rnd):
-    """Random handshake bytes: never an answer, and closed soon."""
-    c = socket.create_connection((HOST, int(port)), 5)
-    k = rnd.random()
-    if k < 0.4:
-        b = bytes([2, rnd.choice([1, 2, 3, 0, 255])]) + os.urandom(rnd.randint(0, 100))
-    elif k < 0.7:  # a hello with the right shape, its MAC a bit off
-        head = bytes([2, rnd.choice([1, 2])]) + os.urandom(32)
-        mac = bytearray(H(hello_key(SKS.get(key) or SKS.setdefault(key, stretch(key))), head))
-        mac[rnd.randrange(32)] ^= 1 << rnd.randrange(8)
-        b = head + bytes(mac) + os.urandom(rnd.randint(0, 40))
-    else:
-        b = os.urandom(rnd.randint(0, 200))
-    try:
-        for piece in split(b, rnd):
-            c.sendall(piece)
-        c.shutdown(socket.SHUT_WR)  # no waiting for -t (test.sh secure does)
-        c.settimeout(5)
-        got = c.recv(100)
-    except socket.timeout:
-        fail("the server kept a bad hello open for 5 s")
-    except OSError:
-        got = b""
-    if got:
-        fail("the server answered %d bytes to a bad hello" % len(got))
-    c.close()
-
-
-def split(b, rnd):
-    out = []
-    while b:
-        k = rnd.choice([1, 2, 3, 17, 100, 1000, 20000, len(b)])
-        out.append(b[:k])
-        b = b[k:]
-    return out
-
-
-def fuzz_conn(port, key, rnd, n, col, sizes, stats):
-    r = Ref(port, key, rnd.choice(["aes", "chacha20"]) if not os.environ.get("CIPHER") else None)
-    tag = b"%08d" % n
-    out = [r.hello()]
-    sent = b""           # the DATA the target must see, in order
-    eof = offer = None   # our EOF sent; a pending OFFER's key
-    bad = cut = False
-    eof_ok = False       # our EOF went out before anything broke
-
-    def data(k):
-        p = (tag * (k // 8 + 2))[:k]
-        return p
-
-    def flush():
-        try:
-            for piece in split(b"".join(out), rnd):
-                r.c.sendall(piece)
-                if rnd.random() < 0.05:
-                    time.sleep(0.002)
-        except OSError:  # the server closed: only after a broken stream
-            if not (bad or cut):
-                raise
-        del out[:]
-
-    try:
-        first = data(rnd.choice([8, 100, 16384]))
-        out.append(r.c2s.seal(0, first))
-        sent += first
-        rules = rnd.random() < 0.5  # this one keeps to the rules
-        for _ in range(rnd.randint(0, 12)):
-            k = rnd.random() * (0.72 if rules else 1)
-            stats["records"] += 1
-            if k < 0.40:
-                size = rnd.choice(sizes)
-                if eof:
-                    bad = True
-                    out.append(r.c2s.seal(0, b"FORBIDDEN!" * 2))
-                else:
-                    p = data(size)
-                    out.append(r.c2s.seal(0, p))
-                    sent += p
-            elif k < 0.50:
-                if eof:
-                    bad = True
-                out.append(r.c2s.seal(1, b""))
-                eof = True
-            elif k < 0.60 and not eof:
-                if offer:
-                    bad = True
-                offer = r.X.generate()
-                pub = r.pub(offer) if rules or rnd.random() < 0.9 else bytes(32)
-                bad = bad or pub == bytes(32)
-                out.append(r.c2s.seal(2, pub))
-            elif k < 0.72 and offer and not bad:
-                flush()
-                while True:
-                    typ, p = r.record()
-                    if typ == 3:
-                        break
-                    if typ not in (5, 0):
-                        fail("want ACCEPT, got type %d" % typ)
-                dh = offer.exchange(r.XP.from_public_bytes(p))
-                r.s2c.step(r.SK + dh)
-                out.append(r.c2s.seal(4, b""))
-                r.c2s.step(r.SK + dh)
-                offer = None
-                stats["rotations"] += 1
-            elif k < 0.77:  # SWITCH with nothing to switch, or a payload
-                if offer:
-                    out.append(r.c2s.seal(4, b"x"))
-                else:
-                    out.append(r.c2s.seal(4, b""))
-                bad = True
-            elif k < 0.84:  # a type or a size the rules forbid
-                typ, p = rnd.choice([(3, bytes(32)), (5, b""), (6, b""),
-                                     (255, b"x"), (0, b""), (1, b"x"),
-                                     (2, bytes(31)), (2, bytes(33))])
-                out.append(r.c2s.seal(typ, p))
-                bad = True
-            elif k < 0.90:  # one flipped bit anywhere in a record
-                rec = bytearray(r.c2s.seal(0, b"FORBIDDEN!"))
-                rec[rnd.randrange(len(rec))] ^= 1 << rnd.randrange(8)
-                out.append(bytes(rec))
-                bad = True
-            elif k < 0.94:  # a length out of range
-                out.append(struct.pack(">H", rnd.choice([0, 16386, 65535])) + bytes(40))
-                bad = True
-            else:  # the link ends here, perhaps inside a record
-                rec = r.c2s.seal(0, b"FORBIDDEN!")
-                out.append(rec[:rnd.randrange(len(rec))])
-                cut = True
-                break
-            if bad:
-                break
-            eof_ok = bool(eof)
-        if bad:  # more, sealed right: none of it may get through
-            out.append(r.c2s.seal(0, b"FORBIDDEN!" * 3))
-        elif not cut and not eof:
-            out.append(r.c2s.seal(1, b""))
-            eof = True
-        flush()
-        if cut or bad:  # (a tampered length may still wait for its body)
-            try:
-                r.c.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        if bad or cut:
-            stats["bad" if bad else "cut"] += 1
-            r.c.settimeout(5)
-            try:
-                while r.c.recv(65536):
-                    pass
-            except socket.timeout:
-                fail("conn %d: the server kept the link open 5 s after a "
-                     "forbidden record" % n)
-            except OSError:
-                pass
-            d, e = col.find(tag, 0.05)  # often nothing got through
-            if d is not None and (not sent.startswith(d) or
-                                  (e == "eof" and not (eof_ok and d == sent))):
-                fail("conn %d: the target got %d bytes, end %s, after a "
-                     "broken stream (%d valid)" % (n, len(d), e, len(sent)))
-            return
-        while True:  # all fine: the server's EOF, then the target's data
-            typ, p = r.record()
-            if typ == 3 and offer:  # an OFFER we left pending
-                dh = offer.exchange(r.XP.from_public_bytes(p))
-                r.s2c.step(r.SK + dh)
-                r.c.sendall(r.c2s.seal(4, b""))
-                r.c2s.step(r.SK + dh)
-                offer = None
-            if typ == 1:
-                break
-        d, e = col.find(tag, 10)
-        if d != sent or e != "eof":
-            fail("conn %d: the target got %s bytes, end %s; want %d, eof" %
-                 (n, None if d is None else len(d), e, len(sent)))
-        stats["clean"] += 1
-    finally:
-        r.c.close()
-
-
-def c_run(port, head):
-    """Send a mux head ('|' for newline), half-close, print the reply."""
-    t0 = time.time()
-    got, end = asyncio.run(mux_run(port, head.replace("|", "\n").encode()))
-    print("%s after %.2f s: %r" % (end, time.time() - t0, got[:80]))
-    if end != "eof" or not got:
-        sys.exit(1)
-
-
-def c_par(port, count, head):
-    """count connections at once, each `head` to the mux; every one must get
-    the sha256 of nothing (sink or hold with no payload)."""
-    want = hashlib.sha256(b"").hexdigest().encode() + b"\n"
-
-    async def run():
-        return await asyncio.gather(*[mux_run(port, head.replace("|", "\n").encode(),
-                                              timeout=30) for _ in range(int(count))],
-                                    return_exceptions=True)
-    res = asyncio.run(run())
-    bad = [r for r in res if not isinstance(r, tuple) or r != (want, "eof")]
-    if bad:
-        fail("%d of %s failed: %r" % (len(bad), count, bad[:3]))
-
-
-def c_held(port, n, seconds):
-    """n bytes to a target that reads nothing for `seconds`, then sinks
-    them: its reply must be their sha256 (the whole transfer arrived)."""
-    s = socket.create_connection((HOST, int(port)), 10)
-    s.settimeout(60)
-    d = data(7, int(n))
-    got = b""
-    try:
-        s.sendall(b"hold %s\n" % seconds.encode() + d)
-        s.shutdown(socket.SHUT_WR)
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            got += b
-    except OSError as e:
-        fail("transfer cut: %s" % e)
-    if got.strip().decode() != hashlib.sha256(d).hexdigest():
-        fail("the target's hash differs: %r" % got[:70])
-    print("%d bytes arrived intact" % len(d))
-
-
-def c_pause(port, n, flag, seed=6):
-    """One connection that carries data before and after an event: echo n
-    bytes, wait (at most 20 s) for the file flag to exist, echo n more."""
-    s = socket.create_connection((HOST, int(port)), 10)
-    s.settimeout(20)
-    for part in (0, 1):
-        t0 = time.time()
-        while part and not os.path.exists(flag):
-            if time.time() - t0 > 20:
-                fail("no %s after 20 s" % flag)
-            time.sleep(0.05)
-        d = data(int(seed) + part, int(n))
-        s.sendall(d)
-        got = b""
-        try:
-            while len(got) < len(d):
-                b = s.recv(1 << 16)
-                if not b:
-                    break
-                got += b
-        except OSError as e:
-            fail("part %d: %s after %d bytes" % (part, e, len(got)))
-        if got != d:
-            fail("part %d: %d bytes back, %s" % (part, len(got), "differ"
-                                                 if len(got) == len(d) else "cut"))
-    s.close()
-    print("echoed before and after")
-
-
-def c_ups(port, count, n):
-    """count connections one after another, each as c_up."""
-    for _ in range(int(count)):
-        c_up(port, n)
-
-
-def c_strangers(port, count):
-    """count strangers, one after another, each sending a random hello."""
-    for _ in range(int(count)):
-        try:
-            s = socket.create_connection((HOST, int(port)), 5)
-            s.sendall(os.urandom(66))
-            s.close()
-        except OSError:
-            pass
-
-
-def c_idle(port, lo, hi):
-    """Echo one byte, then stay idle: the tunnel must end the connection
-    between lo and hi seconds later."""
-    s = socket.create_connection((HOST, int(port)), 10)
-    s.settimeout(10)
-    s.sendall(b"x")
-    if s.recv(1) != b"x":
-        fail("no echo")
-    t0 = time.time()
-    s.settimeout(float(hi))
-    try:
-        end = "data" if s.recv(1) else "eof"
-    except socket.timeout:
-        fail("still open after %s s" % hi)
-    except ConnectionResetError:
-        end = "reset"
-    dt = time.time() - t0
-    print("%s after %.1f s" % (end, dt))
-    if dt < float(lo):
-        fail("sooner than %s s" % lo)
-
-
-def c_dns(ready):
-    """A nameserver on 127.0.0.1:53 (run it in a network namespace):
-    tunnel.test and tun.test (for search domains) are 127.0.0.1; for
-    spoof.test a reply with a wrong ID (to 127.0.0.9) comes first and a
-    reply from another port too; silent.test gets no answer; others are
-    NXDOMAIN."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 53))
-    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    other.bind(("127.0.0.1", 5353))
-    open(ready, "w").close()
-    while True:
-        q, peer = s.recvfrom(512)
-        p, labels = 12, []
-        while p < len(q) and q[p]:
-            labels.append(q[p + 1:p + 1 + q[p]].decode())
-            p += q[p] + 1
-        name, qtype = ".".join(labels).lower(), q[p + 1] << 8 | q[p + 2]
-        quest = q[12:p + 5]
-
-        def reply(qid, ip):
-            rr = b"" if ip is None or qtype != 1 else (
-                b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) +
-                socket.inet_aton(ip))
-            flags = 0x8183 if ip is None else 0x8180
-            return struct.pack(">HHHHHH", qid, flags, 1, 1 if rr else 0,
-                               0, 0) + quest + rr
-        qid = q[0] << 8 | q[1]
-        if name == "silent.test":
-            continue
-        if name == "spoof.test":
-            s.sendto(reply(qid ^ 0x1234, "127.0.0.9"), peer)
-            other.sendto(reply(qid, "127.0.0.9"), peer)
-            time.sleep(0.3)  # the true reply comes after both forgeries
-        ok = name in ("tunnel.test", "tun.test", "spoof.test")
-        s.sendto(reply(qid, "127.0.0.1" if ok else None), peer)
-
-
-def c_zeros(port, n):
-    """Echo n zero bytes through the tunnel."""
-    async def run():
-        r, w = await connect(port)
-        w.write(bytes(int(n)))
-        await w.drain()
-        w.write_eof()
-        got, end = await read_all(r)
-        w.close()
-        return got
-    if asyncio.run(run()) != bytes(int(n)):
-        fail("zeros echo differs")
-
-
-def c_nonces(c2s, s2c):
-    """Every record of a run of zeros starts with the same plaintext: with
-    a nonce used twice, or one key for both directions, its first 64
-    bytes of ciphertext would show up again."""
-    a, b = open(c2s, "rb").read(), open(s2c, "rb").read()
-    sample = a[98 + 3:98 + 3 + 64]
-    if len(a) < 300000 or len(b) < 300000:
-        fail("captures too short: %d, %d" % (len(a), len(b)))
-    if a.find(sample, 98 + 4) >= 0 or b.find(sample) >= 0:
-        fail("a record's ciphertext repeats: nonce or key reused")
-    print("%d + %d bytes, no repeated record ciphertext" % (len(a), len(b)))
-
-
-def c_marker(port, marker, count):
-    """Echo a known plaintext through the tunnel."""
-    d = (marker * int(count)).encode()
-
-    async def run():
-        r, w = await connect(port)
-        w.write(d)
-        await w.drain()
-        w.write_eof()
-        got, end = await read_all(r)
-        w.close()
-        return got
-    if asyncio.run(run()) != d:
-        fail("marker echo differs")
-
-
-# ---- man in the middle -------------------------------------------------
-# mitm LISTEN TARGET [flip=DIR:OFFSET] [cut=DIR:RECORDS] [rec=PREFIX]
-# DIR is c2s or s2c. Offsets count bytes of that direction from 0; records
-# are counted after the handshake messages (c2s: 66 + 32 bytes, s2c: 65).
-
-async def mitm(listen, target, *opts):
-    cfg = dict(o.split("=", 1) for o in opts)
-    flip = cfg.get("flip", ":").split(":")
-    cut = cfg.get("cut", ":").split(":")
-    rec = cfg.get("rec")
-    nconn = [0]
-
-    async def pipe(r, w, d, tag, others):
-        off, skip = 0, 98 if d == "c2s" else 65
-        buf = bytearray()
-        records = 0
-        out = open("%s.%d.%s" % (rec, tag, d), "wb") if rec else None
-        try:
-            while True:
-                b = bytearray(await r.read(1 << 16))
-                if not b:
-                    break
-                if flip[0] == d and off <= int(flip[1]) < off + len(b):
-                    b[int(flip[1]) - off] ^= 0x10
-                if out:
-                    out.write(b)
-                if cut[0] == d:
-                    # forward whole records only, stop after N of them
-                    buf += b
-                    while True:
-                        if skip:
-                            k = min(skip, len(buf))
-                            w.write(bytes(buf[:k]))
-                            del buf[:k]
-                            skip -= k
-                            if skip:
-                                break
-                        if len(buf) < 2:
-                            break
-                        n = 2 + (buf[0] << 8 | buf[1]) + 16
-                        if len(buf) < n:
-                            break
-                        if records == int(cut[1]):
-                            await w.drain()
-                            w.write_eof()  # a clean FIN, between records
-                            return
-                        w.write(bytes(buf[:n]))
-                        del buf[:n]
-                        records += 1
-                else:
-                    w.write(bytes(b))
-                off += len(b)
-                await w.drain()
-            w.write_eof()
-        except (ConnectionResetError, BrokenPipeError, OSError):
-            for x in others:
-                x.get_extra_info("socket") and rst(x.get_extra_info("socket"))
-                x.close()
-        finally:
-            if out:
-                out.close()
-
-    async def handle(r1, w1):
-        nconn[0] += 1
-        tag = nconn[0]
-        try:
-            r2, w2 = await connect(target)
-        except OSError:
-            w1.close()
-            return
-        await asyncio.gather(pipe(r1, w2, "c2s", tag, [w1, w2]),
-                             pipe(r2, w1, "s2c", tag, [w1, w2]))
-        w1.close()
-        w2.close()
-
-    await asyncio.start_server(handle, HOST, int(listen))
-    await asyncio.sleep(3600)
-
-
-if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "serve":
-        asyncio.run(serve(*args))
-    elif cmd == "mitm":
-        asyncio.run(mitm(*args))
-    else:
-        globals()["c_" + cmd](*args)
-#--- end ---
