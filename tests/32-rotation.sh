@@ -14,7 +14,7 @@ check "rotation: -v names the cipher code in use" impl
 # rotation by volume: a build whose threshold is 256 KiB, not 1 GiB
 VOL="rotation: by volume (a build rotating every 256 KiB)"
 if [ $CROSS = 1 ]; then
-	skip "$VOL (a native build: not in the -x subset)"
+	skip "rotation: by volume (a native build: not in the -x subset)"
 elif ! have_cc; then
 	skip "$VOL ($why)"
 elif build "$T/vol_client" -O2 -DROTATE_BYTES=262144 -DCLIENT &&
