@@ -5,6 +5,7 @@
 #
 # Ports (every group asks for its own; none is numbered by hand)
 #   ports VAR...          the next free ports from PORT_BASE, one per VAR
+#                         (a port some socket holds is passed over)
 #
 # Results
 #   ok NAME / no NAME / skip NAME   count and print one result
@@ -47,18 +48,25 @@
 # One run uses PORT_BASE .. PORT_BASE + PORT_SPAN - 1 (the chacha20 pass is
 # another process and starts again at PORT_BASE, after this one has stopped
 # everything). Ports in a private network namespace (dns, dead) are fixed:
-# nothing else is there. A PORT_BASE inside the kernel's range for outgoing
-# connections (/proc/sys/net/ipv4/ip_local_port_range, often 32768-60999)
-# can meet "Address already in use": a connection of the tests themselves
-# may hold the port; the default, 24000, is below it.
+# nothing else is there. A port that some socket holds (in any state) is
+# passed over: with a PORT_BASE inside the kernel's range for outgoing
+# connections (/proc/sys/net/ipv4/ip_local_port_range, often 32768-60999),
+# the tests' own connections take ports there, and one in TIME_WAIT keeps
+# its port for a minute. (The default, 24000, is below that range.)
 PORT_SPAN=200
 _port_next=$PORT_BASE
 ports() {
 	for _pv in "$@"; do
-		if [ "$_port_next" -ge $((PORT_BASE + PORT_SPAN)) ]; then
-			echo "test.sh: more than $PORT_SPAN ports (raise PORT_SPAN)"
-			exit 2
-		fi
+		while :; do
+			if [ "$_port_next" -ge $((PORT_BASE + PORT_SPAN)) ]; then
+				echo "test.sh: more than $PORT_SPAN ports (raise PORT_SPAN)"
+				exit 2
+			fi
+			_ph=$(printf ':%04X$' "$_port_next")
+			cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v h="$_ph" \
+				'$2 ~ h { f = 1 } END { exit !f }' || break
+			_port_next=$((_port_next + 1))
+		done
 		eval "$_pv=\$_port_next"
 		_port_next=$((_port_next + 1))
 	done
