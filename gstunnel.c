@@ -159,6 +159,9 @@ enum conn_state {
 #define F_WAIT_SWITCH 0x0100 /* server: ACCEPT done, waiting for SWITCH */
 #define F_SEND_REQUEST 0x0200 /* server: REQUEST to be sealed */
 #define F_REQUESTED 0x0400   /* server: REQUEST sent, no rotation since */
+#define F_MEM_TX 0x0800      /* waits for memory to read the plain side */
+#define F_MEM_RX 0x1000      /* waits for memory to read the link */
+#define F_UNAUTH 0x2000      /* server: not yet authenticated (src) */
 #define F_CONTROL (F_SEND_OFFER | F_SEND_SWITCH | F_SEND_ACCEPT | \
 		   F_SEND_REQUEST)
 
@@ -248,6 +251,8 @@ struct conn {
 	 * targets tried so far, and the list's generation (see targets) */
 	short target, addr;
 	unsigned char tries, why; /* why: the failure counted (W_*) */
+	unsigned short src;       /* server: its source's bucket (see
+				   * strangers) */
 	unsigned gen;
 	struct buf tx, rx;
 	size_t out_off, out_skip; /* see rx_waiting() */
@@ -366,6 +371,7 @@ static volatile sig_atomic_t sig_term, sig_int, sig_hup, sig_usr1;
 #define OS_RESOLVER 1 /* names: getaddrinfo (see os_resolve) */
 #define EPOLL 0
 #define O_NOFOLLOW 0
+#define O_NONBLOCK 0
 typedef unsigned long nfds_t;
 typedef unsigned short sa_family_t;
 struct iovec {
@@ -430,9 +436,9 @@ static int sock_open(int af, int type)
 	return s == INVALID_SOCKET ? wsa_fail() : (int)s;
 }
 
-static int sock_accept(int fd)
+static int sock_accept(int fd, struct sockaddr *a, socklen_t *l)
 {
-	SOCKET s = accept((SOCKET)fd, NULL, NULL);
+	SOCKET s = accept((SOCKET)fd, a, l);
 
 	return s == INVALID_SOCKET ? wsa_fail() : (int)s;
 }
@@ -670,6 +676,16 @@ static int cpu_count(void)
 	return 1; /* no -j here */
 }
 
+/* The machine's memory in MiB, 0 if unknown. */
+static unsigned long os_ram_mib(void)
+{
+	MEMORYSTATUSEX m;
+
+	m.dwLength = sizeof m;
+	return GlobalMemoryStatusEx(&m) ? (unsigned long)(m.ullTotalPhys >>
+							  20) : 0;
+}
+
 /* Names: the system's getaddrinfo(), a DLL here (no size to save). */
 static struct addrinfo *os_resolve(const char *host, unsigned port,
 				   int passive)
@@ -737,6 +753,23 @@ static void os_kill(long pid, int sig)
 	(void)sig;
 }
 
+static int os_lock(int fd)
+{
+	(void)fd;
+	return 0;
+}
+
+static int os_pipe(int p[2])
+{
+	(void)p;
+	return -1;
+}
+
+static void os_wait_eof(int fd)
+{
+	(void)fd;
+}
+
 #else /* POSIX */
 
 #include <grp.h>
@@ -756,6 +789,7 @@ static void os_kill(long pid, int sig)
 #include <sys/wait.h>
 #ifdef __linux__
 #include <sys/prctl.h>
+#include <sys/sysinfo.h>
 #endif
 #if defined(__linux__) && !defined(USE_POLL)
 #define EPOLL 1 /* the loop waits with epoll; -DUSE_POLL: with poll() */
@@ -772,7 +806,7 @@ static void os_kill(long pid, int sig)
 #define O_BINARY 0
 #define os_strerror strerror
 #define sock_open(af, type) socket(af, type, 0)
-#define sock_accept(fd) accept(fd, NULL, NULL)
+#define sock_accept accept
 #define sock_connect connect
 #define sock_bind bind
 #define sock_listen listen
@@ -1003,6 +1037,24 @@ static int cpu_count(void)
 	return n < 1 ? 1 : n > 256 ? 256 : n;
 }
 
+/* The machine's memory in MiB, 0 if unknown. Linux: sysinfo() (musl's
+ * sysconf() brings 64-bit division into a 32-bit binary). */
+static unsigned long os_ram_mib(void)
+{
+#ifdef __linux__
+	struct sysinfo si;
+
+	return sysinfo(&si) < 0 ? 0 : si.mem_unit >= 1024 ? (si.totalram >>
+	       10) * (si.mem_unit >> 10) : (si.totalram >> 10) * si.mem_unit >>
+	       10;
+#else
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && size >= 1024 && size <= 1048576 ?
+	       (unsigned long)pages / (unsigned long)(1048576 / size) : 0;
+#endif
+}
+
 /* Never called: names are ours here. */
 static struct addrinfo *os_resolve(const char *host, unsigned port,
 				   int passive)
@@ -1121,7 +1173,47 @@ static void os_kill(long pid, int sig)
 	kill((pid_t)pid, sig);
 }
 
+/* A write lock on all of fd's file, or -1: another process holds it. */
+static int os_lock(int fd)
+{
+	struct flock l;
+
+	memset(&l, 0, sizeof l);
+	l.l_type = F_WRLCK;
+	l.l_whence = SEEK_SET;
+	return fcntl(fd, F_SETLK, &l);
+}
+
+static int os_pipe(int p[2])
+{
+	return pipe(p);
+}
+
+/* Wait, deaf to the signals, until fd reads EOF (or fails). */
+static void os_wait_eof(int fd)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+	struct sigaction sa;
+	size_t i;
+	char c;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	for (i = 0; i < COUNT(sigs); i++)
+		sigaction(sigs[i], &sa, NULL);
+	while (read(fd, &c, 1) != 0 && errno == EINTR)
+		;
+}
+
 #endif /* POSIX */
+
+/* A 64-bit compiler with __int128 (gcc, clang) always has BearSSL's
+ * ctmulq Poly1305, which is faster: its ctmul is then left out. */
+#if defined(__SIZEOF_INT128__) && UINTPTR_MAX > 0xffffffffu
+#define INT128 1
+#else
+#define INT128 0
+#endif
 
 /* RDRAND, on x86 CPUs that have it (see rnd). */
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(NO_RDRAND) && \
@@ -1642,7 +1734,7 @@ struct settings {
 	const char *val[OPT_MAX];
 	unsigned long owned;
 	const struct cipher *cipher;
-	long workers, maxconn, timeout, rotate, idle, wait, stats;
+	long workers, maxconn, memory, timeout, rotate, idle, wait, stats;
 	int keepalive[3], syslog, daemon, verbose, genkey, selftest, bench,
 	    version, help;
 	const char *key_file, *config, *metrics, *user, *pidfile, *listen,
@@ -1677,6 +1769,10 @@ static const struct option {
 	{'n', K_NUM, OPT_FIXED, AT(maxconn), 1, 1000000, "maxconn", "MAXCONN",
 	 NULL, "connections at once, per worker (default: fd limit / 2, at "
 	 "most " STR(CONN_MAX_DEFAULT) ")"},
+	{'M', K_NUM, 0, AT(memory), 0, 1048576, "memory", "MiB", NULL,
+	 "at most MiB of buffers for the connections of a process: past it, "
+	 "streams slow down (default 0: an eighth of the memory, shared by "
+	 "the workers)"},
 	{'t', K_NUM, 0, AT(timeout), 1, 3600, "timeout", "SECONDS",
 	 STR(TIMEOUT_DEFAULT), "connect and handshake timeout"},
 	{'r', K_NUM, 0, AT(rotate), 0, 86400, "rotate", "SECONDS",
@@ -1966,14 +2062,21 @@ static int settings_load(struct settings *s)
 
 /* The settings the loop reads. */
 static int verbose, timeout_ms = TIMEOUT_DEFAULT * 1000, workers = 1;
+static size_t mem_budget = (size_t)-1; /* -M, in bytes */
 static int64_t rotate_ms = ROTATE_DEFAULT * 1000, idle_ms;
 static const struct cipher *cipher; /* -c, or the default */
 static int cipher_forced;           /* -c given: the server refuses others */
 
 static void settings_use(void)
 {
+	unsigned long mib;
+
 	verbose = cfg.verbose;
 	workers = cfg.workers ? (int)cfg.workers : cpu_count();
+	mib = cfg.memory ? (unsigned long)cfg.memory : os_ram_mib();
+	if (!cfg.memory) /* unknown memory: as on a 256 MiB box */
+		mib = (mib ? mib : 256) / 8 / (unsigned long)workers;
+	mem_budget = (size_t)(mib ? mib : 1) << 20;
 	timeout_ms = (int)cfg.timeout * 1000;
 	rotate_ms = (int64_t)cfg.rotate * 1000;
 	idle_ms = (int64_t)cfg.idle * 1000;
@@ -2551,9 +2654,10 @@ static int chapoly_open(struct dir *d, const unsigned char *nonce,
  * the CPU or the build lacks that code. A 64-bit build carries the 64-bit
  * portable code and a 32-bit build the 32-bit code (x32 counts as 32-bit):
  * on each, the other would be slower and never picked, and routers count
- * every kilobyte. The last row of each table runs everywhere. BearSSL's
- * sse2 ChaCha20 is left out: it measured slower than the portable code on
- * x86-64 (271 against 446 MB/s with -B).
+ * every kilobyte. The last row of each table that this build has runs
+ * everywhere (with INT128, ctmulq does). BearSSL's sse2 ChaCha20 is left
+ * out: it measured slower than the portable code on x86-64 (271 against
+ * 446 MB/s with -B).
  */
 #define W64 (UINTPTR_MAX > 0xffffffffu)
 
@@ -2593,7 +2697,7 @@ static const struct {
 	br_poly1305_run fn;
 } poly_impls[] = {
 	{"ctmulq", br_poly1305_ctmulq_get, NULL},
-	{"ctmul", NULL, br_poly1305_ctmul_run},
+	{"ctmul", NULL, INT128 ? NULL : br_poly1305_ctmul_run},
 };
 
 #define GET(t, i) ((t)[i].get ? (t)[i].get() : (t)[i].fn)
@@ -3064,21 +3168,27 @@ static size_t key_len;
 #define KEY_SALT "gstunnel2 key"
 
 /* The raw KEY the settings name, into raw (*n bytes): the argument, the
- * config file's key, a key file (one trailing newline ignored), or
- * GSTUNNEL_KEY. 1 when there is one, with its length checked; 0 on a
- * reload whose KEY came from argv or the environment, which are wiped at
- * start (it stays as it was); -1 with errbuf. */
+ * config file's key, a key file (one trailing newline ignored; '-':
+ * standard input), or GSTUNNEL_KEY. 1 when there is one, with its length
+ * checked; 0 on a reload whose KEY came from argv, standard input or the
+ * environment, which are read once (it stays as it was); -1 with errbuf.
+ * GSTUNNEL_KEY is wiped at start whatever gives the KEY. */
 static int key_read(const struct settings *s, int start, unsigned char raw[64],
 		    size_t *n)
 {
 	const char *from = cli.key ? "argument" : "config file";
 	char *env = getenv("GSTUNNEL_KEY"), *buf;
+	size_t env_len = start && env ? strlen(env) : 0;
 
 	*n = 0;
+	if (env_len) { /* gone from /proc/PID/environ from here on */
+		fmt((char *)raw, 64, "%s", env);
+		wipe(env, env_len);
+	}
 	if (s->key && (start || !cli.key)) {
 		fmt((char *)raw, 64, "%s", s->key);
 		*n = strlen(s->key);
-	} else if (s->key_file) {
+	} else if (s->key_file && (start || strcmp(s->key_file, "-"))) {
 		from = "file";
 		if (!(buf = file_read(s->key_file, 64, n)))
 			return -1;
@@ -3087,13 +3197,11 @@ static int key_read(const struct settings *s, int start, unsigned char raw[64],
 		free(buf);
 		if (*n && raw[*n - 1] == '\n' && --*n && raw[*n - 1] == '\r')
 			--*n;
-	} else if (s->key || !start) {
+	} else if (s->key || s->key_file || !start) {
 		return 0;
-	} else if (env) {
+	} else if (env_len) {
 		from = "GSTUNNEL_KEY";
-		fmt((char *)raw, 64, "%s", env);
-		*n = strlen(env);
-		wipe(env, *n); /* gone from /proc/PID/environ from here on */
+		*n = env_len;
 	} else {
 		fmt(errbuf, sizeof errbuf, "missing KEY: give it as an "
 		    "argument, with -k FILE, in GSTUNNEL_KEY or in the config "
@@ -3108,6 +3216,47 @@ static int key_read(const struct settings *s, int start, unsigned char raw[64],
 		    "be exactly 16, 24 or 32 bytes (AES-128/192/256)", from,
 		    (unsigned long)*n);
 	return *n == 16 || *n == 24 || *n == 32 ? 1 : -1;
+}
+
+/*
+ * Whether a KEY of n bytes looks typed rather than random, judged by
+ * what a random string of its alphabet would look like. The alphabet is
+ * the classes of bytes it uses (hex digits 16; else digits 10, lower 26,
+ * upper 26, other printable 33, the rest 161). Weak: under 80 bits by
+ * length times log2(alphabet); or fewer distinct bytes than 3/5 of what a
+ * random string has on average; or more neighbours equal or one apart
+ * (runs: abcd, 1234, aaaa) than twice what a random one has, and four. A
+ * dictionary passphrase can pass; a -g
+ * key never fails (key_generate makes sure). Integers only.
+ */
+static int key_weak(const unsigned char *k, size_t n)
+{
+	unsigned char seen[256];
+	unsigned long e = 0, a = 0, bits, top;
+	size_t i, distinct = 0, runs = 0, hex = 0, cls[5] = {0};
+
+	memset(seen, 0, sizeof seen);
+	for (i = 0; i < n; i++) {
+		distinct += !seen[k[i]]++;
+		hex += strchr("0123456789abcdef", k[i] | 32) && k[i];
+		cls[k[i] >= '0' && k[i] <= '9' ? 0 : k[i] >= 'a' && k[i] <= 'z' ?
+		    1 : k[i] >= 'A' && k[i] <= 'Z' ? 2 : k[i] > ' ' &&
+		    k[i] < 127 ? 3 : 4]++;
+		runs += i && (k[i] == k[i - 1] || k[i] == k[i - 1] + 1 ||
+			      k[i] + 1 == k[i - 1]);
+	}
+	if (hex == n && (cls[1] == 0 || cls[2] == 0))
+		a = 16;
+	else
+		a = (cls[0] ? 10 : 0) + (cls[1] ? 26 : 0) + (cls[2] ? 26 : 0) +
+		    (cls[3] ? 33 : 0) + (cls[4] ? 161 : 0);
+	for (top = 1, bits = 0; top * 2 <= a; top *= 2) /* log2, 16ths */
+		bits += 16;
+	bits = (bits + 16 * (a - top) / top) * n / 16;
+	for (i = 0; i < n; i++) /* expected distinct bytes, 1024ths */
+		e += (a * 1024 - e) / a;
+	return bits < 80 || distinct * 1024 * 5 < e * 3 ||
+	       runs * a > 6 * (n - 1) + 4 * a;
 }
 
 /* The stretched KEY in k->out goes into use, and the hello key with it. */
@@ -3131,6 +3280,11 @@ static int key_load(void)
 		wipe(raw, sizeof raw);
 		return -1;
 	}
+	if (key_weak(raw, n))
+		logmsg(NULL, "warning: KEY does not look random (a password?): "
+		       "one recorded handshake lets anyone test guesses at it "
+		       "offline, at 100000 PBKDF2 rounds each; make one with "
+		       "-g");
 	kdf_start(&k, raw, n, KEY_SALT, sizeof KEY_SALT - 1, KDF_ROUNDS);
 	wipe(raw, sizeof raw);
 	kdf_run(&k, KDF_ROUNDS);
@@ -3147,7 +3301,8 @@ static void key_generate(void)
 	char out[33];
 	size_t i, n = 0;
 
-	while (n < 32) {
+	while (n < 32 || key_weak((unsigned char *)out, 32)) {
+		n %= 32; /* a rare weak-looking one: draw again */
 		if (rnd(r, sizeof r) < 0)
 			die(1, "no randomness");
 		for (i = 0; i < sizeof r && n < 32; i++)
@@ -3164,6 +3319,58 @@ static void key_generate(void)
 
 static const char *hs_closed = "authentication failed: the server closed the "
 			       "link in the handshake (wrong key?)";
+
+/*
+ * Strangers cannot lock clients out. A server takes as many connections
+ * not yet authenticated as -n and its fds allow (unauth_cap): all of them
+ * if need be. At that cap, at -n, or out of fds, a new connection takes
+ * the place of the oldest stranger whose hello has not proved KEY
+ * (strangers, on ln[1]); only when there is none, of the oldest one
+ * whose hello has, and that waits for its ClientFinished (provers). A
+ * source (an IPv4 address, or an IPv6 /64) that holds half of the
+ * unauthenticated connections while others hold the rest gets no more at
+ * the cap: its new connection goes instead. Sources are counted in the
+ * SRC_BUCKETS buckets of a hash, not in a table per address (two that
+ * share a bucket count as one).
+ */
+#define SRC_BUCKETS 1024
+static struct list strangers, provers;
+static unsigned src_count[SRC_BUCKETS];
+static int unauth_cap = 1;
+
+/* The server's connections not yet authenticated; the client has none. */
+static int unauth(void)
+{
+	return strangers.n + provers.n;
+}
+
+/* The bucket of the source address a (FNV-1a of its address or /64). */
+static unsigned src_bucket(const struct sockaddr *a)
+{
+	const unsigned char *p = (const unsigned char *)&((const struct
+		sockaddr_in *)(const void *)a)->sin_addr;
+	uint32_t h = 2166136261u;
+	size_t i, n = 4;
+
+	if (a->sa_family == AF_INET6) {
+		p = ((const struct sockaddr_in6 *)(const void *)a)->sin6_addr
+		    .s6_addr;
+		n = 8;
+	}
+	for (i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % SRC_BUCKETS;
+}
+
+/* c is authenticated, or gone: it counts as a stranger no more. */
+static void unauth_end(struct conn *c)
+{
+	if (c->flags & F_UNAUTH) {
+		c->flags &= ~F_UNAUTH;
+		src_count[c->src]--;
+		list_del(c, 1);
+	}
+}
 
 /*
  * Both sides, once the client hello (ch) and the server hello's first 33
@@ -3318,6 +3525,7 @@ static int server_handshake(struct conn *c)
 			return auth_fail(c, "bad client finished "
 					 "(replayed hello?)");
 		wipe(c->hs, sizeof c->hs);
+		unauth_end(c);
 		return conn_connect_next(c, 0);
 	}
 	hmac_sha256(sh, hello_key, 32, p, CH_MAC, NULL, 0);
@@ -3345,6 +3553,7 @@ static int server_handshake(struct conn *c)
 	if (verbose)
 		logmsg(c, "cipher %s", cs->name);
 	c->state = S_FINISH;
+	list_put(&provers, c, 1); /* it knows KEY, it seems */
 	return 0;
 }
 
@@ -3455,36 +3664,72 @@ static int set_tcp_options(int fd)
 	return sock_nonblock(fd);
 }
 
-static int buf_alloc(struct conn *c, struct buf *b)
+/*
+ * The memory budget (-M): every buffer counts against mem_used, and past
+ * mem_budget buffers do not grow and no stream gets a new one: it waits,
+ * unread (TCP slows its sender down), on mem_waiters (ln[0], free while a
+ * connection is open), until a buffer is freed. Only a handshake and a
+ * control record (a rotation) may take a buffer past the budget, so that
+ * no key exchange stalls; those are few and short.
+ */
+static size_t mem_used;
+static struct list mem_waiters;
+
+/* A buffer for b: 0 when it has one, 1 when c must wait for memory (it
+ * is then on mem_waiters, with what it waits for in flags: F_MEM_TX or
+ * F_MEM_RX), -1 when malloc fails. must: a handshake or control record. */
+static int buf_alloc(struct conn *c, struct buf *b, int must)
 {
-	if (!b->p && !(b->p = malloc(BUF_SIZE)))
+	if (b->p)
+		return 0;
+	if (!must && mem_used + BUF_SIZE > mem_budget) {
+		c->flags |= b == &c->tx ? F_MEM_TX : F_MEM_RX;
+		list_put(&mem_waiters, c, 0);
+		return 1;
+	}
+	if (!(b->p = malloc(BUF_SIZE)))
 		return fail(c, "out of memory");
-	if (!b->cap)
-		b->cap = BUF_SIZE;
+	b->cap = BUF_SIZE;
+	mem_used += BUF_SIZE;
 	return 0;
 }
 
-/* A stream that keeps its buffer full gets a bigger one, up to BUF_MAX:
- * more records per system call. It shrinks back when the buffer is freed
- * (idle). Failing to grow is no error. */
+/* A stream that keeps its buffer full gets a bigger one, up to BUF_MAX,
+ * within the budget: more records per system call. It shrinks back when
+ * the buffer is freed (idle). Not realloc(): the old one is wiped. Failing
+ * to grow is no error. */
 static void buf_grow(struct buf *b)
 {
 	size_t cap = b->cap * 2 > BUF_MAX ? BUF_MAX : b->cap * 2;
 	unsigned char *q;
 
-	if (cap > b->cap && (q = realloc(b->p, cap))) {
+	if (cap > b->cap && mem_used + cap - b->cap <= mem_budget &&
+	    (q = malloc(cap))) {
+		memcpy(q, b->p, b->len);
+		wipe(b->p, b->cap);
+		free(b->p);
+		mem_used += cap - b->cap;
 		b->p = q;
 		b->cap = cap;
 	}
 }
 
+/* Free b; the memory goes to the first connection that waits for it. */
 static void buf_free(struct buf *b)
 {
+	struct conn *c = mem_waiters.head;
+
 	if (b->p) {
 		wipe(b->p, b->cap);
 		free(b->p);
+		mem_used -= b->cap;
 	}
 	memset(b, 0, sizeof *b);
+	if (c && mem_used + BUF_SIZE <= mem_budget) {
+		list_del(c, 0);
+		c->flags &= ~(F_MEM_TX | F_MEM_RX);
+		conn_settle(c, 0); /* it asks to read again */
+	}
 }
 
 static int again(void)
@@ -3502,10 +3747,11 @@ static int tx_fill(struct conn *c, int readable)
 	unsigned char *p;
 	size_t at, k, n_iov, total = 0, take;
 	ssize_t n;
+	int r;
 
 	if (c->tx.off == c->tx.len)
 		c->tx.off = c->tx.len = 0;
-	if ((c->flags & F_CONTROL) && buf_alloc(c, &c->tx) < 0)
+	if ((c->flags & F_CONTROL) && buf_alloc(c, &c->tx, 1) < 0)
 		return -1;
 	while ((c->flags & F_CONTROL) && c->tx.cap - c->tx.len >= REC_CTRL_MAX) {
 		p = c->tx.p + c->tx.len;
@@ -3533,8 +3779,8 @@ static int tx_fill(struct conn *c, int readable)
 	if (!readable || (c->flags & (F_CONTROL | F_TX_EOF)) ||
 	    c->state != S_OPEN)
 		return 0;
-	if (buf_alloc(c, &c->tx) < 0)
-		return -1;
+	if ((r = buf_alloc(c, &c->tx, 0)))
+		return r == 1 ? 0 : -1;
 	for (at = c->tx.len, n_iov = 0; c->tx.cap - at >= REC_WIRE_MAX &&
 	     n_iov < COUNT(iov); at += REC_WIRE_MAX, n_iov++) {
 		iov[n_iov].iov_base = c->tx.p + at + 3;
@@ -3594,8 +3840,8 @@ static int link_read(struct conn *c)
 	ssize_t n;
 	size_t room;
 
-	if (buf_alloc(c, &c->rx) < 0)
-		return -1;
+	if ((n = buf_alloc(c, &c->rx, c->state != S_OPEN)))
+		return n == 1 ? 0 : -1;
 	room = c->rx.cap - c->rx.len;
 	if (!room)
 		return 0;
@@ -3694,7 +3940,7 @@ static int rx_process(struct conn *c)
 		if (c->state == S_HELLO) { /* client only */
 			if (avail < SERVER_HELLO_LEN)
 				break;
-			if (buf_alloc(c, &c->tx) < 0 ||
+			if (buf_alloc(c, &c->tx, 1) < 0 ||
 			    client_finish(c, p) < 0)
 				return -1;
 			c->rx.off += SERVER_HELLO_LEN;
@@ -4641,6 +4887,7 @@ static void conn_close(struct conn *c, int reset)
 		   &st->reset))++;
 	conn_drop_fd(c, 0, reset);
 	conn_drop_fd(c, 1, reset);
+	unauth_end(c);
 	list_del(c, 0);
 	list_del(c, 1);
 	buf_free(&c->tx);
@@ -4890,11 +5137,11 @@ static int conn_watch(struct conn *c)
 	} else if (c->state == S_HELLO || c->state == S_FINISH) {
 		le = IO_IN; /* handshake messages */
 	} else if (c->state == S_OPEN) {
-		if (!(c->flags & (F_TX_EOF | F_CONTROL)) && tx_room)
+		if (!(c->flags & (F_TX_EOF | F_CONTROL | F_MEM_TX)) && tx_room)
 			pe |= IO_IN;
 		if (rx_waiting(c))
 			pe |= IO_OUT;
-		if (!(c->flags & F_LINK_EOF) && rx_room)
+		if (!(c->flags & (F_LINK_EOF | F_MEM_RX)) && rx_room)
 			le |= IO_IN;
 	}
 	/* IO_OUT also while a control record waits to be sealed: tx_fill()
@@ -4925,7 +5172,8 @@ static void conn_settle(struct conn *c, int r)
  * -m: a tiny read-only HTTP responder in the loop. A request is read into
  * a fixed buffer until its blank line, for at most -t seconds; GET
  * /metrics gets the counters, anything else an error, and the connection
- * is closed. At most HTTP_MAX at once; more are closed at once.
+ * is closed. At most HTTP_MAX at once: a new one takes the place of the
+ * oldest.
  */
 static struct http {
 	int fd;
@@ -4942,15 +5190,20 @@ static void http_close(struct http *h)
 	h->fd = -1;
 }
 
+/* A new request takes a free place, or the oldest one's: idle or slow
+ * requests cannot keep a scraper out. */
 static void http_accept(void)
 {
-	int fd = sock_accept(metrics_fd), i;
+	int fd = sock_accept(metrics_fd, NULL, NULL), i, old = 0;
 
 	if (fd < 0)
 		return;
 	for (i = 0; i < HTTP_MAX && http[i].fd >= 0; i++)
-		;
-	if (i == HTTP_MAX || sock_nonblock(fd) < 0 ||
+		if (http[i].deadline < http[old].deadline)
+			old = i;
+	if (i == HTTP_MAX)
+		http_close(&http[i = old]);
+	if (sock_nonblock(fd) < 0 ||
 	    ev_set(fd, TOK_HTTP + i, &http[i].ev, IO_IN) < 0) {
 		sock_close(fd);
 		return;
@@ -5003,34 +5256,90 @@ static void http_read(struct http *h)
 static struct conn **ready; /* those with events this round */
 static int64_t drain_until; /* SIGTERM: the connections' last moment */
 
-/* Strangers cannot lock clients out: at most half of -n connections may
- * be unauthenticated (the server's handshake queue), and past that, or
- * at -n, the oldest of them goes: the head of that queue. */
-static void drop_oldest_unauth(void)
+/* Make room: the oldest stranger goes, or else the oldest prover. A
+ * stranger's hello may have come already, unread (a busy loop): it is
+ * read first, and a good one makes it a prover, a bad one closes it. */
+static int drop_oldest_unauth(void)
 {
-	struct conn *old = queues[Q_HANDSHAKE].head;
+	struct conn *old;
+	int r;
 
-	if (old) {
-		old->why = W_TIMEOUT;
-		fail(old, "dropped: too many connections not yet "
-		     "authenticated (half of -n)");
-		conn_close(old, 1);
+	while ((old = strangers.head)) {
+		if ((r = server_handshake(old)) < 0) {
+			conn_close(old, r == -1);
+			return 1;
+		}
+		if (old->state == S_HELLO)
+			break;
+		conn_settle(old, 0); /* it proved KEY: the next one */
 	}
+	if (!old && !(old = provers.head))
+		return 0;
+	old->why = W_TIMEOUT;
+	fail(old, "dropped for a new connection: too many not yet "
+	     "authenticated");
+	conn_close(old, 1);
+	return 1;
 }
 
-/* The server's connections not yet authenticated; the client has none. */
-static int unauth(void)
+/* A new connection from source bucket b at the cap: room is made for it
+ * (1), or it is refused (0: its source holds half already). */
+static int unauth_room(unsigned b)
 {
-	return IS_CLIENT ? 0 : queues[Q_HANDSHAKE].n;
+	if (src_count[b] * 2 >= (unsigned)unauth() &&
+	    src_count[b] < (unsigned)unauth())
+		return 0;
+	return drop_oldest_unauth();
+}
+
+/* A new connection, fd, from a. */
+static void conn_accepted(int fd, const struct sockaddr *a)
+{
+	struct conn *c;
+	unsigned b = src_bucket(a);
+
+	if (!IS_CLIENT && (unauth() >= unauth_cap || conn_count == conn_max) &&
+	    !unauth_room(b)) {
+		if (verbose)
+			logmsg(NULL, "refused a new connection: its source "
+			       "holds half of those not yet authenticated");
+		st->timeout++;
+		close_fd(fd, 1);
+		return;
+	}
+	if (!(c = conn_new())) { /* cannot happen: there was room */
+		sock_close(fd);
+		return;
+	}
+	if (verbose)
+		logmsg(c, "new connection");
+	if (IS_CLIENT) {
+		c->plain = fd;
+		conn_settle(c, conn_connect_next(c, 0));
+		return;
+	}
+	c->link = fd;
+	c->state = S_HELLO;
+	c->src = (unsigned short)b;
+	c->flags |= F_UNAUTH;
+	src_count[b]++;
+	list_put(&queues[Q_HANDSHAKE], c, 0);
+	list_put(&strangers, c, 1);
+	conn_settle(c, 0);
 }
 
 static void accept_new(void)
 {
-	struct conn *c;
+	struct sockaddr_storage a;
+	socklen_t al;
 	int fd, n;
 
 	for (n = 0; n < 64 && (conn_count < conn_max || unauth()); n++) {
-		fd = sock_accept(listen_fd);
+		al = sizeof a;
+		fd = sock_accept(listen_fd, (struct sockaddr *)&a, &al);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
+		    drop_oldest_unauth())
+			continue; /* out of fds: a stranger's is the one */
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
@@ -5047,24 +5356,7 @@ static void accept_new(void)
 			sock_close(fd);
 			continue;
 		}
-		if (unauth() >= (conn_max + 1) / 2 || (unauth() &&
-						       conn_count == conn_max))
-			drop_oldest_unauth();
-		if (!(c = conn_new())) { /* cannot happen: not one dropped */
-			sock_close(fd);
-			return;
-		}
-		if (verbose)
-			logmsg(c, "new connection");
-		if (IS_CLIENT) {
-			c->plain = fd;
-			conn_settle(c, conn_connect_next(c, 0));
-		} else {
-			c->link = fd;
-			c->state = S_HELLO;
-			list_put(&queues[Q_HANDSHAKE], c, 0);
-			conn_settle(c, 0);
-		}
+		conn_accepted(fd, (struct sockaddr *)&a);
 	}
 }
 
@@ -5255,10 +5547,15 @@ static void net_start(void)
 	}
 	conn_max = cfg.maxconn ? (int)cfg.maxconn : fd_room < CONN_MAX_DEFAULT ?
 		   fd_room : CONN_MAX_DEFAULT;
+	if (conn_max > fd_room && WINDOWS) { /* select() watches no more */
+		logmsg(NULL, "-n %d: at most %d here", conn_max, fd_room);
+		conn_max = fd_room;
+	}
 	if (conn_max > fd_room)
 		logmsg(NULL, "warning: -n %d needs more fds than the limit "
 		       "allows (%d connections); accepting will pause at the "
 		       "limit", conn_max, fd_room);
+	unauth_cap = conn_max < fd_room ? conn_max : fd_room;
 	listen_fd = listen_on(listen_ai, workers > 1);
 	if (reuseport && !(listen_fds = calloc((size_t)workers,
 					       sizeof *listen_fds)))
@@ -5503,17 +5800,18 @@ static int reload_step(void)
 
 static const char *pidfile; /* -p, as written at start */
 static int daemon_ready = -1; /* -d: the pipe that tells the parent */
+static long pidfile_pid;      /* the pid it holds */
 
 /*
  * -u: users and groups come from /etc/passwd and /etc/group, read here as
  * busybox does: libc's getpwnam() and initgroups() would bring stdio, nscd
  * and NSS code into a static binary, 10 KB. A user known only to LDAP or
  * the like is given by number: -u 1000:1000. id_lookup() finds the line
- * whose name (or number) is name and returns its number (field 2), and in
- * *gid its field 3; with member, it instead adds to list[*n] every group
- * whose member list (field 3) names member.
+ * whose name (or number) is name and returns its number (field 2), in
+ * *gid its field 3 and in it name its name; with member, it instead adds
+ * to list[*n] every group whose member list (field 3) names member.
  */
-static long id_lookup(const char *path, const char *name, long *gid,
+static long id_lookup(const char *path, char *name, long *gid,
 		      const char *member, long *list, int *n)
 {
 	char *buf, *p, *line, *f[4], *m;
@@ -5538,6 +5836,7 @@ static long id_lookup(const char *path, const char *name, long *gid,
 			id = v;
 			if (gid && parse_num(f[3], 0, 99999999, "id", gid) < 0)
 				id = -1;
+			fmt(name, 256, "%s", f[0]); /* -u 1000: its name */
 		}
 	}
 	free(buf);
@@ -5549,7 +5848,7 @@ static long id_lookup(const char *path, const char *name, long *gid,
 static void drop_privileges(const char *spec)
 {
 	const char *g = strchr(spec, ':');
-	char user[256];
+	char user[256], group[256];
 	long groups[65], uid, gid = -1;
 	int n = 1, r;
 
@@ -5561,7 +5860,8 @@ static void drop_privileges(const char *spec)
 	uid = id_lookup("/etc/passwd", user, &gid, NULL, NULL, NULL);
 	if (uid < 0 && parse_num(user, 0, 99999999, "-u USER", &uid) < 0)
 		die(1, "-u: no user '%s' in /etc/passwd", user);
-	if (g && (gid = id_lookup("/etc/group", g + 1, NULL, NULL, NULL,
+	fmt(group, sizeof group, "%s", g ? g + 1 : "");
+	if (g && (gid = id_lookup("/etc/group", group, NULL, NULL, NULL,
 				  NULL)) < 0 &&
 	    parse_num(g + 1, 0, 99999999, "-u GROUP", &gid) < 0)
 		die(1, "-u: no group '%s' in /etc/group", g + 1);
@@ -5586,24 +5886,86 @@ static void daemonize(void)
 		die(1, "-d: %s", os_strerror(errno));
 }
 
+/* -p FILE: a regular file (no symlink, no FIFO), locked while this
+ * process runs, so that a second instance with the same file refuses to
+ * start; a file left by a crash is taken over. Its fd stays open: the
+ * lock lives as long as the process. */
+static void pidfile_write(void)
+{
+	char old[24] = "";
+	int fd = open(pidfile, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK,
+		      0644);
+
+	/* lseek: ESPIPE for a FIFO, a socket, a terminal (not fstat(), whose
+	 * 64-bit time code costs a 32-bit static binary 1.3 KB) */
+	if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0)
+		die(1, "cannot write pid file '%s': %s", pidfile, fd < 0 ?
+		    os_strerror(errno) : "not a regular file");
+	if (os_lock(fd) < 0) {
+		if (read(fd, old, sizeof old - 1) > 0)
+			old[strcspn(old, "\n")] = 0;
+		die(1, "pid file '%s' is held by a running instance (pid %s): "
+		    "refusing to start another", pidfile, old);
+	}
+	pidfile_pid = (long)getpid();
+	if (ftruncate(fd, 0) < 0)
+		die(1, "cannot write pid file '%s': %s", pidfile,
+		    os_strerror(errno));
+	say(fd, "%ld\n", pidfile_pid);
+}
+
+/*
+ * -p with -u: USER may not remove the pid file at exit (its directory is
+ * root's), so a process that stays root does it once the others are all
+ * gone: it waits for EOF on a pipe whose write end they all hold. It holds
+ * nothing else: its secrets are wiped, its sockets closed.
+ */
+static void pidfile_reaper(void)
+{
+	char buf[24];
+	long pid, was = 0;
+	int p[2], fd, i;
+
+	if (os_pipe(p) < 0 || (pid = os_fork()) < 0)
+		die(1, "-p: %s", os_strerror(errno));
+	if (pid) {
+		close(p[0]); /* p[1] stays open in every process but this */
+		return;
+	}
+	close(p[1]);
+	if (daemon_ready >= 0)
+		close(daemon_ready); /* -d's parent waits on it */
+	wipe(key, sizeof key);
+	wipe(hello_key, sizeof hello_key);
+	settings_free(&cfg);
+	for (i = 0; listen_fds && i < workers; i++)
+		sock_close(listen_fds[i]);
+	sock_close(listen_fd);
+	if (metrics_fd >= 0)
+		sock_close(metrics_fd);
+	os_wait_eof(p[0]);
+	fd = open(pidfile, O_RDONLY | O_NOFOLLOW);
+	memset(buf, 0, sizeof buf);
+	if (fd >= 0 && read(fd, buf, sizeof buf - 1) > 0) {
+		buf[strcspn(buf, "\n")] = 0;
+		parse_num(buf, 1, 99999999, "pid", &was);
+	}
+	if (was == pidfile_pid) /* not a new instance's */
+		unlink(pidfile);
+	_exit(0);
+}
+
 /* -d, then the pid file (it names the detached process, written before
  * -u takes the rights to), then -u; the counters; the signals. The
  * parent of -d goes once all that is done. */
 static void process_start(void)
 {
-	int fd;
-
 	if (cfg.daemon)
 		daemonize();
-	if ((pidfile = cfg.pidfile)) {
-		fd = open(pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW,
-			  0644);
-		if (fd < 0)
-			die(1, "cannot write pid file '%s': %s", pidfile,
-			    os_strerror(errno));
-		say(fd, "%ld\n", (long)getpid());
-		close(fd);
-	}
+	if ((pidfile = cfg.pidfile))
+		pidfile_write();
+	if (pidfile && cfg.user)
+		pidfile_reaper();
 	if (cfg.user)
 		drop_privileges(cfg.user);
 	stats_start();

@@ -70,7 +70,7 @@ TAG=${CIPHER:+$CIPHER: }
 T=$(mktemp -d) || exit 2
 pids=""
 passed=0 failed=0 skipped=0
-KEY=0123456789abcdef0123456789abcdef
+KEY=sieEtfJoLh3IVFHists3pKoLHAbmvb8h # a -g key: no warning
 
 _cn="(start)" finished=0
 cleanup() {

@@ -4,7 +4,7 @@ ports KEY_C1 KEY_C2 KEY_C3 KEY_C4
 selftest() { "$CLIENT" -S >"$T/st"; rc=$?; cat "$T/st"
 	[ $rc = 0 ] && ! grep -q FAILED "$T/st" &&
 	[ "$(grep -c '^aes-gcm .* ok$' "$T/st")" -ge 4 ] &&
-	[ "$(grep -c '^chacha20-poly1305 .* ok$' "$T/st")" -ge 2 ] &&
+	[ "$(grep -c '^chacha20-poly1305 .* ok$' "$T/st")" -ge 1 ] &&
 	grep -q '^records: chacha20: .* ok' "$T/st" &&
 	grep -q '^X25519 RFC 7748 6.1 *ok' "$T/st" &&
 	grep -q '^PBKDF2-HMAC-SHA256 RFC 7914 *ok' "$T/st" &&
@@ -17,7 +17,7 @@ speed() { "$SERVER" -B >"$T/sp"; rc=$?; cat "$T/sp"
 		END { c = "chacha20-poly1305"; if (top["aes-gcm"] >= top[c]) c = "aes-gcm"
 		print c " " who[c] }' "$T/sp")
 	[ $rc = 0 ] && [ "$(grep -c '^aes-gcm .* MB/s$' "$T/sp")" -ge 4 ] &&
-	[ "$(grep -c '^chacha20-poly1305 .* MB/s$' "$T/sp")" -ge 2 ] &&
+	[ "$(grep -c '^chacha20-poly1305 .* MB/s$' "$T/sp")" -ge 1 ] &&
 	grep -q '^x25519 .* [1-9][0-9]* operations/s$' "$T/sp" &&
 	tail -n 1 "$T/sp" | grep -E "^faster here: -c (aes \(aes-gcm|chacha20 \(chacha20-poly1305) " &&
 	tail -n 1 "$T/sp" | grep "^faster here: -c [a-z0-9]* (${best%% *} " ; }
@@ -74,3 +74,14 @@ argv_wiped() { tr '\0' ' ' <"/proc/$A_C/cmdline"; echo
 	tr '\0' ' ' <"/proc/$A_C/cmdline" | grep -q "127.0.0.1:$CA" &&
 	! tr '\0' ' ' <"/proc/$A_C/cmdline" | grep -q "$KEY"; }
 check "keys: the argv KEY is gone from /proc/PID/cmdline" argv_wiped
+# a KEY that does not look random gets one line at start; a -g key never
+ports KW
+weak_warned() { timeout -k 1 5 "$CLIENT" 127.0.0.1:$KW 1.2.3.4:5 passwordpassword >"$T/w.log" 2>&1 & w=$!
+	sleep 0.5; kill $w 2>/dev/null; wait $w; cat "$T/w.log"
+	[ "$(grep -c 'KEY does not look random' "$T/w.log")" = 1 ]; }
+check "keys: a KEY that looks typed is warned about, in one line" weak_warned
+g_quiet() { for i in 1 2 3 4 5 6 7 8 9 10; do g=$("$CLIENT" -g)
+		timeout -k 1 5 "$CLIENT" 127.0.0.1:$KW 1.2.3.4:5 "$g" >"$T/w.log" 2>&1 & w=$!
+		sleep 0.3; kill $w 2>/dev/null; wait $w
+		! grep 'look random' "$T/w.log" || return 1; done; }
+check "keys: a -g key never is" g_quiet

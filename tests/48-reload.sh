@@ -3,7 +3,7 @@ ports HUP_S HUP_C HUP_C2 HUPF_L HUPF_C HUPF_L2 HUPJ_S HUPJ_C
 printf '%s' "$KEY" >"$T/hup.key"
 bg "$T/hup.s.log" "$SERVER" -v -r 1 -k "$T/hup.key" 127.0.0.1:$HUP_S 127.0.0.1:$ECHO; hs=$last
 bg "$T/hup.c.log" "$CLIENT" -v -r 1 127.0.0.1:$HUP_C 127.0.0.1:$HUP_S "$KEY"; hc=$last
-K2=abcdefghijklmnopqrstuvwxyz012345
+K2=ZPgZDOjTmA1ztqEi8mPzrkqeMC1oGl8p
 bg "$T/hup2.c.log" "$CLIENT" -v 127.0.0.1:$HUP_C2 127.0.0.1:$HUP_S "$K2"; hc2=$last
 listening $HUP_S >/dev/null && listening $HUP_C >/dev/null &&
 	listening $HUP_C2 >/dev/null
@@ -57,3 +57,14 @@ kill -HUP $hs2
 wait_for 30 grep -q "reload refused" "$T/hupf.s.log"
 check "reload: a bad config file is refused; the old one stays" t up $HUPF_C 5000
 stop $hc; stop $hs2
+# -k -: the KEY read from standard input at start is kept on SIGHUP
+ports HUPS_S HUPS_C
+printf '%s' "$KEY" | "$SERVER" -v -k - 127.0.0.1:$HUPS_S 127.0.0.1:$ECHO \
+	>"$T/hups.s.log" 2>&1 & hss=$!; pids="$pids $hss"
+bg "$T/hups.c.log" "$CLIENT" 127.0.0.1:$HUPS_C 127.0.0.1:$HUPS_S "$KEY"; hsc=$last
+listening $HUPS_S >/dev/null && listening $HUPS_C >/dev/null
+kill -HUP $hss
+stdin_kept() { wait_for 30 grep -q "SIGHUP: reloaded" "$T/hups.s.log" &&
+	! grep "refused" "$T/hups.s.log" && t echo $HUPS_C 10000; }
+check "reload: a KEY from standard input (-k -) is kept on SIGHUP" stdin_kept
+stop $hsc; stop $hss

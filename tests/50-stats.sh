@@ -35,3 +35,13 @@ summed() { t many $STJ_C 20 1000 || return 1
 	n=$(metric gstunnel_connections_total "$T/m2"); echo "total $n"; [ "$n" = 20 ]; }
 check_with curl "stats: -j 2: the page sums both workers" summed
 stop $stc; stop $stj
+# four idle connections to -m (HTTP_MAX) do not keep a scraper out: a new
+# request takes the oldest one's place
+ports SI_S SI_M
+bg "$T/si.s.log" "$SERVER" -m $SI_M 127.0.0.1:$SI_S 127.0.0.1:$ECHO "$KEY"; sis=$last
+listening $SI_M >/dev/null
+bg "$T/si.hog.log" "$PY" "$TESTS/t.py" hog $SI_M 4 8; sih=$last
+idle_kept_out() { sleep 0.5; curl -s -m 1 http://127.0.0.1:$SI_M/metrics |
+	grep -q '^gstunnel_connections_total 0$'; }
+check_with curl "stats: -m: 4 idle connections do not delay a scrape (1 s)" idle_kept_out
+stop $sih; stop $sis

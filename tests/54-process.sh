@@ -50,3 +50,43 @@ listening $EK_S >/dev/null
 no_env_key() { ! grep -a -q "$KEY" /proc/$es/environ; }
 check "process: GSTUNNEL_KEY is gone from /proc/PID/environ" no_env_key
 stop $es
+# the pid file: locked while the process runs, so that a second instance
+# refuses to start; not a FIFO (no hang); gone at exit, also with -u
+ports PF_S PF_S2 PF_U
+bg "$T/pf.s.log" "$SERVER" -p "$T/pf.pid" 127.0.0.1:$PF_S 127.0.0.1:$ECHO "$KEY"; pfs=$last
+listening $PF_S >/dev/null
+second() { timeout -k 1 10 "$SERVER" -p "$T/pf.pid" 127.0.0.1:$PF_S2 127.0.0.1:$ECHO \
+	"$KEY" 2>"$T/e"; rc=$?; cat "$T/e"; [ $rc = 1 ] &&
+	grep -q "pid file '$T/pf.pid' is held by a running instance (pid $pfs)" "$T/e" &&
+	[ "$(cat "$T/pf.pid")" = "$pfs" ]; }
+check "process: a second instance with the same pid file refuses to start" second
+stop $pfs
+mkfifo "$T/pf.fifo"
+fifo() { timeout -k 1 5 "$SERVER" -p "$T/pf.fifo" 127.0.0.1:$PF_S2 127.0.0.1:$ECHO \
+	"$KEY" 2>"$T/e"; rc=$?; cat "$T/e"; [ $rc = 1 ] && grep -q "not a regular file" "$T/e"; }
+check "process: a FIFO as the pid file is refused at once" fifo
+mkdir -p "$T/run" && chmod 755 "$T/run" # root's: nobody cannot unlink there
+bg "$T/pfu.s.log" "$SERVER" -u nobody -p "$T/run/pfu.pid" 127.0.0.1:$PF_U \
+	127.0.0.1:$ECHO "$KEY"; pfu=$last
+listening $PF_U >/dev/null
+pid_u_gone() { [ -s "$T/run/pfu.pid" ] || { echo "no pid file"; return 1; }
+	kill $pfu; wait_for 30 sh -c "[ ! -e '$T/run/pfu.pid' ]"; }
+check "process: with -u, the pid file still goes at exit" pid_u_gone
+# GSTUNNEL_KEY is wiped even when the KEY comes from a key file
+ports EK2_S
+printf '%s' "$KEY" >"$T/ek.key"
+GSTUNNEL_KEY=$KEY bg "$T/env2.s.log" "$SERVER" -k "$T/ek.key" 127.0.0.1:$EK2_S 127.0.0.1:$ECHO; es2=$last
+listening $EK2_S >/dev/null
+no_env_key2() { ! grep -a -q "$KEY" /proc/$es2/environ; }
+check "process: GSTUNNEL_KEY is wiped when a key file gives the KEY" no_env_key2
+stop $es2
+# -u by number: the user's supplementary groups from /etc/group too (in a
+# mount namespace with our own /etc/group naming nobody in a group)
+ports UN_S
+u_num() { grep -v '^gstest:' /etc/group >"$T/group"; echo "gstest:x:4242:nobody" >>"$T/group"
+	unshare -m sh -c 'mount --make-rprivate / && mount --bind "$1/group" /etc/group &&
+	{ "$2" -u "$3" 127.0.0.1:$4 127.0.0.1:$5 "$6" 2>"$1/un.log" & p=$!
+	  sleep 0.5; grep "^Groups:" /proc/$p/status; kill $p; wait $p; }' sh \
+		"$T" "$SERVER" "$(id -u nobody)" $UN_S $ECHO "$KEY" >"$T/un.out"
+	cat "$T/un.out" "$T/un.log"; grep -q '^Groups:.*\b4242\b' "$T/un.out"; }
+mcheck "process: -u by number sets the user's supplementary groups too" u_num

@@ -26,3 +26,31 @@ if [ $FUZZ = 1 ]; then
 		check "fuzz: no sanitizer report" clean
 	fi
 fi
+# the client's fuzzer: an ASan+UBSan client against tests/cfuzz.py, which
+# plays both its server (holding the key) and its application
+if [ $FUZZ = 1 ]; then
+	ports CF_C CF_S
+	CF=$T/fz_client
+	CF_NAME="fuzz: ${FUZZ_SECONDS:-60} s of random records and hellos at the client"
+	if ! have_cc; then
+		skip "$CF_NAME ($why)"
+		skip "fuzz: the client is still running ($why)"
+		skip "fuzz: no sanitizer report from the client ($why)"
+	elif ! build "$CF" -g -O1 -fsanitize=address,undefined \
+		-fno-sanitize-recover=undefined -fno-omit-frame-pointer -DCLIENT
+	then
+		no "fuzz: cannot build the sanitizer client: $(head -c 200 "$T/cc.log")"
+	else
+		bg "$T/cfuzz.c.log" env ASAN_OPTIONS=abort_on_error=0 "$CF" -r 1 -t 3 \
+			127.0.0.1:$CF_C 127.0.0.1:$CF_S "$KEY"; cfc=$last
+		listening $CF_C >/dev/null
+		check "$CF_NAME" "$PY" "$TESTS/cfuzz.py" $CF_C $CF_S "$KEY" \
+			"${FUZZ_SECONDS:-60}" "${FUZZ_SEED:-$$}"
+		sed -n 's/^cfuzz: /        | /p' "$T/out"
+		check "fuzz: the client is still running" alive $cfc
+		stop $cfc
+		cclean() { ! grep -e 'ERROR: [A-Za-z]*Sanitizer' -e 'runtime error:' \
+			-e 'SUMMARY: [A-Za-z]*Sanitizer' "$T/cfuzz.c.log"; }
+		check "fuzz: no sanitizer report from the client" cclean
+	fi
+fi

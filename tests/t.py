@@ -623,6 +623,118 @@ def c_gaps(port, seconds, limit):
         fail("a gap of %.3f s (limit %s)" % (gap, limit))
 
 
+def c_helds(port, count, n, seconds):
+    """count connections at once, each n bytes to a target that reads
+    nothing for `seconds`, then sinks them: every one must get its sha256
+    back (the whole transfer arrived)."""
+    async def one(i):
+        d = data(100 + i, int(n))
+        got, end = await mux_run(port, b"hold %s\n" % seconds.encode(), d,
+                                 timeout=120)
+        return got.strip().decode() == hashlib.sha256(d).hexdigest()
+
+    async def run():
+        return await asyncio.gather(*[one(i) for i in range(int(count))],
+                                    return_exceptions=True)
+    res = asyncio.run(run())
+    bad = len(res) - res.count(True)
+    if bad:
+        fail("%d of %s transfers did not arrive intact" % (bad, count))
+    print("%s x %s bytes arrived intact" % (count, n))
+
+
+def c_relay(listen, target, delay_ms):
+    """A relay in front of target that holds every byte delay_ms each way
+    (a long link on loopback), until it is killed."""
+    delay = float(delay_ms) / 1000
+
+    async def pipe(r, w):
+        q = asyncio.Queue()
+
+        async def later():
+            while True:
+                t, b = await q.get()
+                await asyncio.sleep(max(0, t - time.monotonic()))
+                if not b:
+                    break
+                w.write(b)
+                await w.drain()
+            w.write_eof()
+        task = asyncio.ensure_future(later())
+        try:
+            while True:
+                b = await r.read(1 << 16)
+                await q.put((time.monotonic() + delay, b))
+                if not b:
+                    break
+            await task
+        except (OSError, asyncio.CancelledError):
+            task.cancel()
+        finally:
+            w.close()
+
+    async def handle(r1, w1):
+        try:
+            r2, w2 = await asyncio.open_connection(HOST, int(target))
+        except OSError as e:
+            print("relay: %s" % e, file=sys.stderr)
+            w1.close()
+            return
+        await asyncio.gather(pipe(r1, w2), pipe(r2, w1),
+                             return_exceptions=True)
+
+    async def run():
+        await asyncio.start_server(handle, HOST, int(listen), backlog=4096)
+        await asyncio.sleep(3600)
+    asyncio.run(run())
+
+
+def c_junk(port, rate, seconds, delay_ms=0, src=None):
+    """Strangers at `rate` a second for `seconds`, from address src (else
+    the usual), each sending a junk hello (66 random bytes) delay_ms after
+    it connects (as if from far away; "silent": never), and closing."""
+    silent = delay_ms == "silent"
+
+    async def one():
+        try:
+            r, w = await asyncio.open_connection(
+                HOST, int(port), local_addr=(src, 0) if src else None)
+            await asyncio.sleep(5 if silent else float(delay_ms) / 1000)
+            w.write(os.urandom(66))
+            await w.drain()
+            await asyncio.wait_for(r.read(1), 5)
+            w.close()
+        except (OSError, asyncio.TimeoutError):
+            pass
+
+    async def run():
+        t_end, tasks = time.monotonic() + float(seconds), []
+        while time.monotonic() < t_end:
+            for _ in range(int(rate) // 100):
+                tasks.append(asyncio.ensure_future(one()))
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*tasks)
+        print("%d strangers" % len(tasks))
+    asyncio.run(run())
+
+
+def c_reals(port, count, seconds):
+    """count connections spread over `seconds`, each echoing 1000 bytes:
+    prints how many got through."""
+    async def one(i):
+        await asyncio.sleep(float(seconds) * i / int(count))
+        try:
+            ok, got, end, d = await echo_check(port, 1000, 500 + i, 20)
+            return ok and end == "eof"
+        except (OSError, asyncio.TimeoutError):
+            return False
+
+    async def run():
+        return await asyncio.gather(*[one(i) for i in range(int(count))])
+    res = asyncio.run(run())
+    print("%d of %s through" % (res.count(True), count))
+
+
 def c_pause(port, n, flag, seed=6):
     """One connection that carries data before and after an event: echo n
     bytes, wait (at most 20 s) for the file flag to exist, echo n more."""

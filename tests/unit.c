@@ -226,12 +226,72 @@ static void test_rows(void)
 	settings_free(&s);
 }
 
+/* A random key of n bytes over the alphabet abc (as -g or openssl rand
+ * -hex make them). */
+static void random_key(unsigned char *k, size_t n, const char *abc)
+{
+	size_t i, a = strlen(abc);
+	unsigned char r;
+
+	for (i = 0; i < n; i++) {
+		do
+			rnd(&r, 1);
+		while (r >= 256 / a * a);
+		k[i] = (unsigned char)abc[r % a];
+	}
+}
+
+static void test_weak(void)
+{
+	static const char *weak[] = {
+		"0123456789abcdef0123456789abcdef", "passwordpassword",
+		"abcdefghijklmnopabcdefghijklmnop", "aaaaaaaaaaaaaaaa",
+		"1234567890123456", "0000000000000000000000000000000000000000",
+		"qwertyuiopasdfgh", "Password1234567!",
+	};
+	static const char *strong[] = {
+		"pX3fL9qZ2mR7tK1wB8nV4cY6hJ0sD5gE",
+		"9f86d081884c7d659a2feaa0c55ad015", /* openssl rand -hex 16 */
+		"HAWOd3jS8WmqDdHf2I/5AuIhtbp1BiyG", /* openssl rand -base64 24 */
+	};
+	unsigned char k[32];
+	char what[120];
+	size_t i;
+	int bad_g = 0, bad_hex = 0, bad_raw = 0;
+
+	for (i = 0; i < COUNT(weak); i++) {
+		snprintf(what, sizeof what, "'%s' looks weak", weak[i]);
+		expect(key_weak((const unsigned char *)weak[i],
+				strlen(weak[i]) > 32 ? 32 : strlen(weak[i])),
+		       what, NULL);
+	}
+	for (i = 0; i < COUNT(strong); i++) {
+		snprintf(what, sizeof what, "'%s' looks random", strong[i]);
+		expect(!key_weak((const unsigned char *)strong[i], 32), what,
+		       NULL);
+	}
+	for (i = 0; i < 20000; i++) {
+		random_key(k, 32, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr"
+			   "stuvwxyz0123456789");
+		bad_g += key_weak(k, 32);
+		random_key(k, 32, "0123456789abcdef");
+		bad_hex += key_weak(k, 32);
+		rnd(k, 32);
+		bad_raw += key_weak(k, 32);
+	}
+	printf("weak-looking among 20000 random keys: %d -g style (drawn "
+	       "again by -g), %d hex, %d raw\n", bad_g, bad_hex, bad_raw);
+	expect(bad_g < 20 && bad_hex < 20 && bad_raw < 20,
+	       "random keys seldom look weak", NULL);
+}
+
 int main(void)
 {
 	test_fmt();
 	test_num();
 	test_config();
 	test_rows();
+	test_weak();
 	printf("unit: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
