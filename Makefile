@@ -4,6 +4,7 @@
 #   make test                     build, then ./test.sh
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make windows BEARSSL_SRC=/src/bearssl-0.6     the .exe files, mingw-w64
+#   make install-systemd PREFIX=/usr     the systemd units (dist/systemd)
 #   make static CC=mips-linux-musl-gcc AR=mips-linux-musl-ar CFLAGS=-Os \
 #        BEARSSL_SRC=/src/bearssl-0.6
 #   make static CC=mips-linux-musl-gcc CFLAGS=-Os \
@@ -139,8 +140,8 @@ test: $(BINS)
 	./test.sh
 
 # The man page serves both programs: gstunnel_client.1 and
-# gstunnel_server.1 are links to it. The service files in dist/ are
-# installed by hand (see the README): where they go depends on the system.
+# gstunnel_server.1 are links to it. The systemd units have their own
+# target, install-systemd; the OpenWrt files are the OpenWrt package's.
 install: $(BINS)
 	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	cp $(BINS) $(DESTDIR)$(BINDIR)/
@@ -151,12 +152,27 @@ install: $(BINS)
 	ln -sf gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel_client.1
 	ln -sf gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
 
+# The systemd units of dist/systemd, with BINDIR in their ExecStart=
+# lines. UNITDIR: /usr/local/lib/systemd/system is on systemd's path too.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UNITS = gstunnel_client.service gstunnel_server.service \
+	gstunnel-client@.service gstunnel-server@.service
+
+install-systemd:
+	mkdir -p $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' dist/systemd/$$u \
+			>$(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/gstunnel_client \
 		$(DESTDIR)$(BINDIR)/gstunnel_server \
 		$(DESTDIR)$(MANDIR)/man1/gstunnel.1 \
 		$(DESTDIR)$(MANDIR)/man1/gstunnel_client.1 \
 		$(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
 # build/cross belongs to .ci/cross, which empties it itself.
 clean:
@@ -164,4 +180,4 @@ clean:
 	rm -rf build/bearssl-*
 	rmdir build 2>/dev/null || :
 
-.PHONY: all static windows test install uninstall clean
+.PHONY: all static windows test install install-systemd uninstall clean
