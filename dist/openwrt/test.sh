@@ -450,6 +450,19 @@ check "example: both sections parsed (procd got a service with no instance)" \
 		! grep -q '^instance' $T/procd.log &&
 		grep -qx 'config_load gstunnel' $R/tmp/rec/calls"
 
+sed "s/option enabled '0'/option enabled '1'/" "$example" >"$R/etc/config/gstunnel"
+for k in example example_ssh; do
+	printf '%s\n' "$KEY_HOME" >"$R/etc/gstunnel/$k.key"
+done
+act start
+check "example: each section, once enabled, starts as it is" sh -c "$(cat <<EOF
+[ "\$(cat $T/rc)" = 0 ] && [ ! -s $T/err ] &&
+	[ "\$(cat $T/events)" = 'start client.example
+start server.example_ssh' ] || { cat $T/events $T/err; exit 1; }
+EOF
+)"
+act stop >/dev/null
+
 # ---- start -------------------------------------------------------------------
 echo "== start"
 main_config
