@@ -193,8 +193,9 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
-# build/cross belongs to .ci/cross, which empties it itself; build/musl-*
-# (musl for "release", slow to build) stays: rm -rf build drops it.
+# build/cross, build/deb and build/systemd belong to the .ci scripts, which
+# empty them themselves; build/musl-* (musl for "release", slow to build)
+# stays: rm -rf build drops it.
 clean:
 	rm -f $(BINS) gstunnel_client.exe gstunnel_server.exe
 	rm -rf build/bearssl-* build/release-work build/release
