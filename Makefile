@@ -4,6 +4,9 @@
 #   make test                     build, then ./test.sh
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make windows BEARSSL_SRC=/src/bearssl-0.6     the .exe files, mingw-w64
+#   make release BEARSSL_SRC=/src/bearssl-0.6 MUSL_SRC=/src/musl-1.2.3
+#                                 static binaries for six CPUs, SHA256SUMS
+#   make install-systemd PREFIX=/usr     the systemd units (dist/systemd)
 #   make static CC=mips-linux-musl-gcc AR=mips-linux-musl-ar CFLAGS=-Os \
 #        BEARSSL_SRC=/src/bearssl-0.6
 #   make static CC=mips-linux-musl-gcc CFLAGS=-Os \
@@ -138,12 +141,29 @@ gstunnel_server.exe: gstunnel.c $(GS_BEARSSL_LIB)
 		$(CFLAGS) -DSERVER -o $@ gstunnel.c $(LDFLAGS) $(GS_WIN_LDFLAGS) \
 		$(BEARSSL_LIBS) -lws2_32 -lbcrypt
 
+# Release: static, stripped -Os builds of both programs for x86-64, i386,
+# MIPS (big- and little-endian), ARMv7 hard-float and aarch64, with musl,
+# named gstunnel_client-VERSION-linux-CPU, into RELEASE_DIR with a
+# SHA256SUMS file. dist/release.sh does it (and says more): it picks the
+# compiler for each CPU, so CC and CFLAGS are not used (RELEASE_CFLAGS is),
+# and builds musl for the cross targets from MUSL_SRC into build/musl-*.
+RELEASE_TARGETS ?= x86_64 i386 mips mipsel armhf aarch64
+RELEASE_DIR ?= build/release
+RELEASE_CFLAGS ?= -Os
+MUSL_SRC ?=
+
+release:
+	MAKE="$(MAKE)" VERSION="$(VERSION)" BEARSSL_SRC="$(BEARSSL_SRC)" \
+		MUSL_SRC="$(MUSL_SRC)" RELEASE_TARGETS="$(RELEASE_TARGETS)" \
+		RELEASE_DIR="$(RELEASE_DIR)" RELEASE_CFLAGS="$(RELEASE_CFLAGS)" \
+		sh dist/release.sh
+
 test: $(BINS)
 	./test.sh
 
 # The man page serves both programs: gstunnel_client.1 and
-# gstunnel_server.1 are links to it. The service files in dist/ are
-# installed by hand (see the README): where they go depends on the system.
+# gstunnel_server.1 are links to it. The systemd units have their own
+# target, install-systemd; the OpenWrt files are the OpenWrt package's.
 install: $(BINS)
 	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	cp $(BINS) $(DESTDIR)$(BINDIR)/
@@ -154,17 +174,35 @@ install: $(BINS)
 	ln -sf gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel_client.1
 	ln -sf gstunnel.1 $(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
 
+# The systemd units of dist/systemd, with BINDIR in their ExecStart=
+# lines. UNITDIR: /usr/local/lib/systemd/system is on systemd's path too.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UNITS = gstunnel_client.service gstunnel_server.service \
+	gstunnel-client@.service gstunnel-server@.service
+
+install-systemd:
+	mkdir -p $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' dist/systemd/$$u \
+			>$(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/gstunnel_client \
 		$(DESTDIR)$(BINDIR)/gstunnel_server \
 		$(DESTDIR)$(MANDIR)/man1/gstunnel.1 \
 		$(DESTDIR)$(MANDIR)/man1/gstunnel_client.1 \
 		$(DESTDIR)$(MANDIR)/man1/gstunnel_server.1
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
-# build/cross belongs to .ci/cross, which empties it itself.
+# build/cross, build/deb and build/systemd belong to the .ci scripts, which
+# empty them themselves; build/musl-* (musl for "release", slow to build)
+# stays: rm -rf build drops it.
 clean:
 	rm -f $(BINS) gstunnel_client.exe gstunnel_server.exe
-	rm -rf build/bearssl-*
+	rm -rf build/bearssl-* build/release-work build/release
 	rmdir build 2>/dev/null || :
 
-.PHONY: all static windows test install uninstall clean
+.PHONY: all static windows release test install install-systemd uninstall \
+	clean
