@@ -95,13 +95,20 @@
 #endif
 
 /* Protocol constants: see the README before changing any of them. */
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define KDF_ROUNDS 100000 /* PBKDF2 rounds: about 1.5 s on a 500 MHz MIPS */
 #define REC_PAYLOAD_MAX 16384
 #define REC_HEAD 2 /* big-endian length of type byte + payload */
 #define REC_TAG 16
 #define REC_WIRE_MAX (REC_HEAD + 1 + REC_PAYLOAD_MAX + REC_TAG)
 #define REC_CTRL_MAX (REC_HEAD + 1 + 32 + REC_TAG)
+#define OPEN_MAX 19 /* OPEN's payload: family, address (16), port */
+#ifndef OPEN_WAIT_MS
+#define OPEN_WAIT_MS 60000 /* server: an authenticated link waits for OPEN */
+#endif
+#ifndef POOL_AGE_MS
+#define POOL_AGE_MS 45000 /* client: a ready link is replaced after this */
+#endif
 /* The handshake's fields, named as in the README's Protocol section. */
 #define CH_VERSION 0        /* ClientHello: the version byte */
 #define CH_CID 1            /* the cipher's id */
@@ -134,7 +141,8 @@ enum rec_type {
 	REC_OFFER = 2,   /* client: new X25519 public key for rotation */
 	REC_ACCEPT = 3,  /* server: its X25519 public; s2c key changes after */
 	REC_SWITCH = 4,  /* client: c2s key changes after this record */
-	REC_REQUEST = 5  /* server: please start a rotation */
+	REC_REQUEST = 5, /* server: please start a rotation */
+	REC_OPEN = 6     /* client: an application for this link (once) */
 };
 
 enum conn_state {
@@ -144,6 +152,8 @@ enum conn_state {
 	S_HELLO,   /* client: hello sent, waiting for the server's; server:
 		    * waiting for the client hello */
 	S_FINISH,  /* server: hello answered, waiting for the client's MAC */
+	S_READY,   /* a link made and authenticated, without an application
+		    * yet: the client's pool, the server's wait for OPEN */
 	S_OPEN     /* records flow */
 };
 
@@ -162,6 +172,7 @@ enum conn_state {
 #define F_MEM_TX 0x0800      /* waits for memory to read the plain side */
 #define F_MEM_RX 0x1000      /* waits for memory to read the link */
 #define F_UNAUTH 0x2000      /* server: not yet authenticated (src) */
+#define F_POOL 0x4000        /* client: a pool link, not yet taken */
 #define F_CONTROL (F_SEND_OFFER | F_SEND_SWITCH | F_SEND_ACCEPT | \
 		   F_SEND_REQUEST)
 
@@ -299,7 +310,8 @@ struct target {
  */
 struct stats {
 	uint64_t open, total, auth, connect, timeout, reset, c2s, s2c,
-		 rotations, log_dropped;
+		 rotations, log_dropped,
+		 pool, ready, taken, unused; /* the client's -P, last */
 };
 
 /* ==== prototypes ======================================================== */
@@ -319,6 +331,9 @@ static void logmsg(const struct conn *c, const char *fmt, ...)
 static int fail(struct conn *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void conn_close(struct conn *c, int reset);
 static void conn_open(struct conn *c);
+static int link_ready(struct conn *c);
+static int link_open(struct conn *c);
+static int link_opened(struct conn *c, const unsigned char *p, size_t n);
 static const struct cipher *cipher_by_name(const char *name);
 static int cpu_count(void);
 static int conn_connect_next(struct conn *c, int err);
@@ -498,6 +513,13 @@ static int sock_listen(int fd, int n)
 static int sock_shutdown(int fd, int how)
 {
 	return shutdown((SOCKET)fd, how) ? wsa_fail() : 0;
+}
+
+/* The peer's address (peer 1) or our own (0). */
+static int sock_name(int fd, int peer, struct sockaddr *a, socklen_t *l)
+{
+	return (peer ? getpeername((SOCKET)fd, a, l) :
+		getsockname((SOCKET)fd, a, l)) ? wsa_fail() : 0;
 }
 
 static int sock_setopt(int fd, int lv, int name, const void *v, socklen_t l)
@@ -822,6 +844,12 @@ static void os_wait_eof(int fd)
 
 static void sock_init(void)
 {
+}
+
+/* The peer's address (peer 1) or our own (0). */
+static int sock_name(int fd, int peer, struct sockaddr *a, socklen_t *l)
+{
+	return peer ? getpeername(fd, a, l) : getsockname(fd, a, l);
 }
 
 static int sock_nonblock(int fd)
@@ -1724,6 +1752,10 @@ enum { K_FLAG, K_STR, K_NUM, K_CIPHER, K_LOG, K_KEEPALIVE };
 #define OPT_FIXED 1 /* read at start only: SIGHUP leaves it as it was */
 #define OPT_CLI 2   /* command line only: not in a config file */
 #define OPT_NEED 4  /* an operand that must be given */
+#define OPT_CLIENT 8  /* for gstunnel_client only */
+#define OPT_SERVER 16 /* for gstunnel_server only */
+#define OPT_OTHER (IS_CLIENT ? OPT_SERVER : OPT_CLIENT) /* not for us */
+#define LONG_ONLY 1 /* a row's flag: no short form */
 #define OPT_MAX 32  /* rows at most (the bits of settings.owned) */
 
 /* The settings: each option as given (val[row], NULL: not given; the
@@ -1734,9 +1766,10 @@ struct settings {
 	const char *val[OPT_MAX];
 	unsigned long owned;
 	const struct cipher *cipher;
-	long workers, maxconn, memory, timeout, rotate, idle, wait, stats;
+	long workers, maxconn, memory, timeout, rotate, idle, wait, stats,
+	     pool;
 	int keepalive[3], syslog, daemon, verbose, genkey, selftest, bench,
-	    version, help;
+	    version, help, proxy;
 	const char *key_file, *config, *metrics, *user, *pidfile, *listen,
 		   *remote, *key;
 };
@@ -1756,23 +1789,18 @@ static const struct option {
 	const char *def, *help;  /* the default (NULL: none), the help */
 } options[] = {
 	{'c', K_CIPHER, 0, AT(cipher), 0, 0, "cipher", "CIPHER", "aes",
-	 "aes (AES-GCM) or chacha20 (ChaCha20-Poly1305, faster on CPUs "
-	 "without AES instructions: see -B); a server given -c refuses the "
-	 "other, else it takes the client's"},
+	 "aes (AES-GCM) or chacha20 (ChaCha20-Poly1305): see -B"},
 	{'k', K_STR, 0, AT(key_file), 0, 0, "key-file", "FILE", NULL,
 	 "read KEY from FILE ('-': standard input)"},
 	{'f', K_STR, OPT_FIXED | OPT_CLI, AT(config), 0, 0, "config", "FILE",
-	 NULL, "read options from FILE: 'name value' lines, where name is an "
-	 "option's long name (see the README)"},
+	 NULL, "read options from FILE: 'long-name value' lines"},
 	{'j', K_NUM, OPT_FIXED, AT(workers), 0, 256, "workers", "WORKERS", "1",
 	 "worker processes, 0: one per CPU"},
 	{'n', K_NUM, OPT_FIXED, AT(maxconn), 1, 1000000, "maxconn", "MAXCONN",
 	 NULL, "connections at once, per worker (default: fd limit / 2, at "
 	 "most " STR(CONN_MAX_DEFAULT) ")"},
 	{'M', K_NUM, 0, AT(memory), 0, 1048576, "memory", "MiB", NULL,
-	 "at most MiB of buffers for the connections of a process: past it, "
-	 "streams slow down (default 0: an eighth of the memory, shared by "
-	 "the workers)"},
+	 "MiB of buffers at most, per process (default 0: memory / 8)"},
 	{'t', K_NUM, 0, AT(timeout), 1, 3600, "timeout", "SECONDS",
 	 STR(TIMEOUT_DEFAULT), "connect and handshake timeout"},
 	{'r', K_NUM, 0, AT(rotate), 0, 86400, "rotate", "SECONDS",
@@ -1783,25 +1811,28 @@ static const struct option {
 	{'w', K_NUM, 0, AT(wait), 0, 3600, "wait", "SECONDS", STR(WAIT_DEFAULT),
 	 "on SIGTERM, let connections finish for up to SECONDS"},
 	{'K', K_KEEPALIVE, 0, AT(keepalive), 0, 0, "keepalive",
-	 "IDLE,INTERVAL,COUNT", "60,10,6", "TCP keepalive: probe after IDLE "
-	 "seconds of silence, then every INTERVAL; dead after COUNT probes; "
-	 "0: off"},
+	 "IDLE,INTERVAL,COUNT", "60,10,6", "TCP keepalive, in seconds and "
+	 "probes; 0: off"},
 	{'s', K_NUM, 0, AT(stats), 0, 86400, "stats", "SECONDS", "0",
 	 "log a statistics line every SECONDS, 0: on SIGUSR1 only"},
 	{'m', K_STR, OPT_FIXED, AT(metrics), 0, 0, "metrics", "[HOST:]PORT",
-	 NULL, "serve the statistics for Prometheus at "
-	 "http://HOST:PORT/metrics (HOST: 127.0.0.1 when not given)"},
+	 NULL, "serve the statistics at http://HOST:PORT/metrics (HOST: "
+	 "127.0.0.1)"},
 	{'l', K_LOG, OPT_FIXED, AT(syslog), 0, 0, "log", "WHERE", NULL,
 	 "stderr or syslog (default stderr; with -d, syslog)"},
 	{'u', K_STR, OPT_FIXED, AT(user), 0, 0, "user", "USER[:GROUP]", NULL,
 	 "after binding, run as USER (and GROUP)"},
 	{'d', K_FLAG, OPT_FIXED, AT(daemon), 0, 0, "daemon", NULL, NULL,
 	 "detach and run in the background"},
+	{'P', K_NUM, OPT_CLIENT, AT(pool), 0, 64, "pool", "N", "0", "client: "
+	 "keep N links ready, so that connects are instant"},
+	{LONG_ONLY, K_FLAG, OPT_SERVER, AT(proxy), 0, 0, "proxy-protocol",
+	 NULL, NULL, "server: a PROXY v2 header to TARGET names the "
+	 "application"},
 	{'p', K_STR, OPT_FIXED, AT(pidfile), 0, 0, "pidfile", "FILE", NULL,
 	 "write the process id to FILE"},
-	{'v', K_FLAG, 0, AT(verbose), 0, 0, "verbose", NULL, NULL, "verbose: "
-	 "log connections, key rotations, cipher code, and every failure "
-	 "before authentication"},
+	{'v', K_FLAG, 0, AT(verbose), 0, 0, "verbose", NULL, NULL, "log "
+	 "connections, rotations and every failure"},
 	{'g', K_FLAG, OPT_FIXED | OPT_CLI, AT(genkey), 0, 0, "genkey", NULL,
 	 NULL, "print a new random 32-character key and exit"},
 	{'S', K_FLAG, OPT_FIXED | OPT_CLI, AT(selftest), 0, 0, "selftest",
@@ -1846,8 +1877,11 @@ static void usage(void)
 
 	put(1, usage_head, strlen(usage_head));
 	for (o = options; o->flag; o++) {
-		say(1, "  -%c, --%s%s%s\n", o->flag, o->name, o->arg ? " " : "",
-		    o->arg ? o->arg : "");
+		if (o->flag == LONG_ONLY)
+			say(1, "      --%s\n", o->name); /* no value */
+		else
+			say(1, "  -%c, --%s%s%s\n", o->flag, o->name, o->arg ?
+			    " " : "", o->arg ? o->arg : "");
 		fmt(text, sizeof text, "%s%s%s%s", o->help, o->def ?
 		    " (default " : "", o->def ? o->def : "", o->def ? ")" : "");
 		for (h = text; *h; h += l, h += *h == ' ') {
@@ -1873,6 +1907,11 @@ static int opt_set(struct settings *s, int i, const char *v, const char *what)
 	int k, *ka = (int *)(void *)f;
 
 	s->val[i] = v;
+	if (o->how & OPT_OTHER) {
+		fmt(errbuf, sizeof errbuf, "%s is for %s", *what ? what :
+		    o->name, IS_CLIENT ? "gstunnel_server" : "gstunnel_client");
+		return -1;
+	}
 	switch (o->kind) {
 	case K_FLAG:
 		*(int *)(void *)f = 1;
@@ -1917,7 +1956,7 @@ static void opt_clear(struct settings *s, int i)
 	char *f = (char *)s + o->off;
 	const char *v = s->val[i];
 
-	if (o->def)
+	if (o->def && !(o->how & OPT_OTHER))
 		opt_set(s, i, o->def, "");
 	else if (o->kind == K_STR)
 		*(const char **)(void *)f = NULL;
@@ -2195,6 +2234,11 @@ static const struct {
 	{"rotations_total", "", "rotations", offsetof(struct stats, rotations)},
 	{"log_lines_dropped_total", "", "log_dropped",
 	 offsetof(struct stats, log_dropped)},
+	{"pool_links", "", "pool", offsetof(struct stats, pool)},
+	{"pool_ready", "", "pool_ready", offsetof(struct stats, ready)},
+	{"pool_taken_total", "", "pool_taken", offsetof(struct stats, taken)},
+	{"pool_unused_total", "", "pool_died_unused",
+	 offsetof(struct stats, unused)},
 	{"uptime_seconds", "", "uptime_s", -1},
 };
 
@@ -2207,6 +2251,9 @@ static size_t stats_print(char *out, size_t n, int prom)
 	int k;
 
 	for (i = 0; i < COUNT(stat_rows); i++) {
+		if (!IS_CLIENT && stat_rows[i].off >=
+		    (int)offsetof(struct stats, pool))
+			continue; /* the pool is the client's */
 		v = (unsigned long long)(now - started);
 		udiv(&v, 1000);
 		if (stat_rows[i].off >= 0)
@@ -2253,6 +2300,7 @@ static void stats_log(void)
 /* ==== errors and logging ================================================ */
 
 static int log_fd = 2, log_syslog; /* stderr, or a socket to /dev/log */
+static char pool_why[200]; /* why the last pool link failed (fail) */
 static int worker_id; /* with -j: this worker's number, from 1 */
 
 /* -l syslog: the socket to /dev/log, made again if syslogd has
@@ -2370,6 +2418,12 @@ static int fail(struct conn *c, const char *fmt, ...)
 	static unsigned long quiet;
 	va_list ap;
 
+	if (c && (c->flags & F_POOL)) { /* said with its back-off */
+		va_start(ap, fmt);
+		vfmt(pool_why, sizeof pool_why, fmt, ap);
+		va_end(ap);
+		return -1;
+	}
 	if (!verbose && c && !IS_CLIENT && (c->state == S_HELLO ||
 					     c->state == S_FINISH)) {
 		if (now - last < 1000) {
@@ -3341,7 +3395,7 @@ static int unauth_cap = 1;
 /* The server's connections not yet authenticated; the client has none. */
 static int unauth(void)
 {
-	return strangers.n + provers.n;
+	return IS_CLIENT ? 0 : strangers.n + provers.n;
 }
 
 /* The bucket of the source address a (FNV-1a of its address or /64). */
@@ -3463,10 +3517,10 @@ static int client_finish(struct conn *c, const unsigned char *p)
 	memcpy(q, c_mac, 32);
 	c->tx.len += 32;
 	wipe(c_mac, 32);
-	conn_open(c);
 	if (verbose)
 		logmsg(c, "handshake done");
-	return 0;
+	/* OPEN now, in the same write, or when an application comes */
+	return c->plain < 0 ? link_ready(c) : link_open(c);
 }
 
 /* Server: a client asked for cipher cs while -c says another. Tell it, in
@@ -3526,7 +3580,7 @@ static int server_handshake(struct conn *c)
 					 "(replayed hello?)");
 		wipe(c->hs, sizeof c->hs);
 		unauth_end(c);
-		return conn_connect_next(c, 0);
+		return link_ready(c); /* the target waits for OPEN */
 	}
 	hmac_sha256(sh, hello_key, 32, p, CH_MAC, NULL, 0);
 	if (!ct_equal(sh, p + CH_MAC, 32))
@@ -3937,7 +3991,7 @@ static int rx_process(struct conn *c)
 	while (c->rx.p) {
 		p = c->rx.p + c->rx.off;
 		avail = c->rx.len - c->rx.off;
-		if (c->state == S_HELLO) { /* client only */
+		if (IS_CLIENT && c->state == S_HELLO) {
 			if (avail < SERVER_HELLO_LEN)
 				break;
 			if (buf_alloc(c, &c->tx, 1) < 0 ||
@@ -3947,7 +4001,8 @@ static int rx_process(struct conn *c)
 			c->out_off = c->rx.off;
 			continue;
 		}
-		if (c->state != S_OPEN || avail < REC_HEAD)
+		if ((c->state != S_OPEN && c->state != S_READY) ||
+		    avail < REC_HEAD)
 			break;
 		len = (size_t)p[0] << 8 | p[1];
 		if (len < 1 || len > 1 + REC_PAYLOAD_MAX)
@@ -3966,6 +4021,15 @@ static int rx_process(struct conn *c)
 		c->rx.off += REC_HEAD + len + REC_TAG;
 		type = p[2];
 		len--;
+		if (c->state == S_READY) { /* only the server's OPEN */
+			if (IS_CLIENT || type != REC_OPEN)
+				return fail(c, "record type %d on a link not "
+					    "opened", type);
+			if (link_opened(c, p + 3, len) < 0)
+				return -1;
+			c->out_off = c->rx.off;
+			continue;
+		}
 		if ((c->flags & F_RX_EOF) && (IS_CLIENT || type == REC_DATA ||
 					      type == REC_EOF))
 			return fail(c, "record after end of stream");
@@ -4820,12 +4884,14 @@ static unsigned long conn_ids;
 
 /* The queues of ln[0] (see struct link): connect (-t; Q_RETRY: out of
  * fds, try again shortly), handshake (-t; on the server, the connections
- * not yet authenticated) and the server's wait for the client's FIN after
- * both EOFs (-t). The idle list (ln[1]) holds every open connection, the
- * least recently active first (-i). */
-enum { Q_CONNECT, Q_RETRY, Q_HANDSHAKE, Q_CLOSING, Q_COUNT };
+ * not yet authenticated), ready links (the client replaces one after
+ * POOL_AGE_MS, the server ends one after OPEN_WAIT_MS) and the server's
+ * wait for the client's FIN after both EOFs (-t). The idle list (ln[1])
+ * holds every open connection, the least recently active first (-i). */
+enum { Q_CONNECT, Q_RETRY, Q_HANDSHAKE, Q_READY, Q_CLOSING, Q_COUNT };
 static struct list queues[Q_COUNT], idle_list;
 static int64_t accept_paused_until; /* out of fds: accept nothing till then */
+static int64_t drain_until; /* SIGTERM: the connections' last moment */
 
 /* The listeners (-j with SO_REUSEPORT: each worker's own), the metrics
  * one (-m), and their interest. */
@@ -4849,7 +4915,6 @@ static struct conn *conn_new(void)
 	c->id = ++conn_ids;
 	c->since = now;
 	st->open = (uint64_t)++conn_count;
-	st->total++;
 	return c;
 }
 
@@ -4877,11 +4942,18 @@ static void conn_drop_fd(struct conn *c, int side, int reset)
 }
 
 /* The one teardown: every error path ends here. */
+static void pool_closed(struct conn *c);
+
 static void conn_close(struct conn *c, int reset)
 {
+	int pool = IS_CLIENT && (c->flags & F_POOL); /* not an
+						      * application's */
+
+	if (pool)
+		pool_closed(c);
 	if (verbose)
 		logmsg(c, reset ? "reset" : "closed");
-	if (reset)
+	if (reset && !pool)
 		(*(c->why == W_AUTH ? &st->auth : c->why == W_CONNECT ?
 		   &st->connect : c->why == W_TIMEOUT ? &st->timeout :
 		   &st->reset))++;
@@ -4907,6 +4979,187 @@ static void conn_open(struct conn *c)
 	c->state = S_OPEN;
 	list_del(c, 0);
 	list_put(&idle_list, c, 1);
+}
+
+/*
+ * The pool (-P, client): links made and authenticated ahead, without an
+ * application (S_READY, on pool through ln[1], the oldest first). A new
+ * application connection takes the oldest and sends OPEN at once; the
+ * loop makes new ones (pool_fill) over the SERVER list like any
+ * connection, not while every server rests, and after a pool link that
+ * failed only after a back-off (1 s, doubling to BACKOFF_MAX_MS), with one
+ * line saying why. A ready link is replaced after POOL_AGE_MS, before the
+ * server gives up on it (OPEN_WAIT_MS), and when it dies. pool_links
+ * counts the pool links not yet taken, made or being made.
+ */
+static struct list pool;
+static int pool_links, pool_backoff_ms;
+static int64_t pool_retry;
+
+/* A link is authenticated: the client's pool link waits for an
+ * application, the server's link for OPEN (Q_READY either way). */
+static int link_ready(struct conn *c)
+{
+	c->state = S_READY;
+	list_put(&queues[Q_READY], c, 0);
+	if (!IS_CLIENT)
+		return 0;
+	if (drain_until)
+		return -2; /* SIGTERM: no more */
+	list_put(&pool, c, 1);
+	st->ready = (uint64_t)pool.n;
+	pool_backoff_ms = 0;
+	return 0;
+}
+
+/* OPEN's payload, at p, for the application on fd: its address (family
+ * 4 or 6, 4 or 16 bytes, port); none (0 bytes) if not known. */
+static size_t open_payload(int fd, unsigned char *p)
+{
+	union lookup_sa a;
+	socklen_t l = sizeof a;
+	const unsigned char *ip = a.v6.sin6_addr.s6_addr;
+
+	if (sock_name(fd, 1, &a.sa, &l) < 0)
+		return 0;
+	if (a.sa.sa_family == AF_INET6 && !memcmp(ip, "\0\0\0\0\0\0\0\0\0\0"
+						  "\377\377", 12)) {
+		memcpy(p + 1, ip + 12, 4); /* ::ffff:a.b.c.d: IPv4 */
+		memcpy(p + 5, &a.v6.sin6_port, 2);
+	} else if (a.sa.sa_family == AF_INET6) {
+		memcpy(p + 1, ip, 16);
+		memcpy(p + 17, &a.v6.sin6_port, 2);
+		return *p = 6, 19;
+	} else if (a.sa.sa_family == AF_INET) {
+		memcpy(p + 1, &a.v4.sin_addr, 4);
+		memcpy(p + 5, &a.v4.sin_port, 2);
+	} else {
+		return 0;
+	}
+	*p = 4;
+	return 7;
+}
+
+/* Client: the application on c->plain takes the link: OPEN, sealed after
+ * whatever waits (the ClientFinished of a link just made). */
+static int link_open(struct conn *c)
+{
+	unsigned char *p;
+
+	if (buf_alloc(c, &c->tx, 1) < 0)
+		return -1;
+	p = c->tx.p + c->tx.len;
+	c->tx.len += rec_seal(&c->send, p, REC_OPEN, open_payload(c->plain,
+								  p + 3));
+	conn_open(c);
+	return 0;
+}
+
+/* Server: OPEN came, with the application's address (n bytes at p): kept
+ * in hs for --proxy-protocol; now, and only now, the target. */
+static int link_opened(struct conn *c, const unsigned char *p, size_t n)
+{
+	if (n && !(n == 7 && p[0] == 4) && !(n == 19 && p[0] == 6))
+		return fail(c, "bad OPEN (%lu bytes)", (unsigned long)n);
+	memcpy(c->hs, p, n);
+	c->hs_len = (unsigned char)n;
+	if (verbose)
+		logmsg(c, "OPEN%s", n ? "" : " (no address)");
+	return conn_connect_next(c, 0);
+}
+
+/* --proxy-protocol: the PROXY protocol v2 header (haproxy's
+ * proxy-protocol.txt, 2.2) goes to the target first: PROXY, TCP over
+ * IPv4 or IPv6, the application's address from OPEN as the source, the
+ * server's end of the link as the destination (zero if its family is
+ * not the source's); LOCAL when OPEN named none. A fresh socket takes
+ * its 52 bytes at once. */
+static int proxy_header(struct conn *c)
+{
+	unsigned char h[16 + 36];
+	union lookup_sa d;
+	socklen_t dl = sizeof d;
+	size_t al = c->hs[0] == 6 ? 16 : 4, n = c->hs_len ? 16 + 2 * al + 4 : 16;
+
+	memcpy(h, "\r\n\r\n\0\r\nQUIT\n\x20\0\0\0", 16); /* LOCAL */
+	if (c->hs_len) {
+		memset(h + 16, 0, 36);
+		h[12] = 0x21;
+		h[13] = al == 16 ? 0x21 : 0x11;
+		h[15] = (unsigned char)(2 * al + 4);
+		memcpy(h + 16, c->hs + 1, al);
+		memcpy(h + 16 + 2 * al, c->hs + 1 + al, 2);
+		if (sock_name(c->link, 0, &d.sa, &dl) == 0 &&
+		    d.sa.sa_family == (al == 16 ? AF_INET6 : AF_INET)) {
+			memcpy(h + 16 + al, al == 16 ? (void *)&d.v6.sin6_addr :
+			       (void *)&d.v4.sin_addr, al);
+			memcpy(h + 18 + 2 * al, al == 16 ? &d.v6.sin6_port :
+			       &d.v4.sin_port, 2);
+		}
+	}
+	return sock_send(c->plain, h, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 :
+	       fail(c, "%s: the PROXY header: %s", plain_name,
+		    os_strerror(errno));
+}
+
+/* A pool link goes: taken ones do not come here (their F_POOL is gone).
+ * One that failed before it was ready backs the pool off. */
+static void pool_closed(struct conn *c)
+{
+	c->flags &= ~F_POOL;
+	pool_links--;
+	if (c->state == S_READY) {
+		st->unused++;
+		list_del(c, 1);
+		st->ready = (uint64_t)pool.n;
+		return;
+	}
+	if (now < pool_retry)
+		return; /* one of a burst that already backs off */
+	pool_backoff_ms = !pool_backoff_ms ? 1000 : pool_backoff_ms * 2 >
+			  BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pool_backoff_ms * 2;
+	pool_retry = now + pool_backoff_ms;
+	logmsg(c, "pool link: %s; the next in %d s", pool_why,
+	       pool_backoff_ms / 1000);
+}
+
+/* An application's connection on fd takes a ready link: 1, or 0 if there
+ * is none. Its OPEN leaves at once. */
+static int pool_take(int fd)
+{
+	struct conn *c = pool.head;
+
+	if (!c)
+		return 0;
+	list_del(c, 1);
+	c->flags &= ~F_POOL;
+	pool_links--;
+	st->ready = (uint64_t)pool.n;
+	st->taken++;
+	st->total++;
+	c->plain = fd;
+	if (verbose)
+		logmsg(c, "new connection, on a ready link");
+	conn_settle(c, link_open(c) < 0 ? -1 : tx_flush(c));
+	return 1;
+}
+
+/* Make pool links up to -P, unless every server rests or the pool backs
+ * off. */
+static void pool_fill(void)
+{
+	struct conn *c;
+	int i, rest = n_targets > 1;
+
+	st->pool = (uint64_t)cfg.pool;
+	for (i = 0; i < n_targets; i++)
+		rest &= targets[i].down_until > now;
+	while (pool_links < cfg.pool && now >= pool_retry && !rest &&
+	       listen_fd >= 0 && (c = conn_new())) {
+		c->flags |= F_POOL;
+		pool_links++;
+		conn_settle(c, conn_connect_next(c, 0));
+	}
 }
 
 /* The next address of SERVER or TARGET for c that does not rest: a new
@@ -5035,7 +5288,7 @@ static int conn_connected(struct conn *c)
 		return client_hello(c);
 	}
 	conn_open(c);
-	return 0;
+	return !IS_CLIENT && cfg.proxy ? proxy_header(c) : 0;
 }
 
 /* Finished both ways? The client closes the link first; the server waits
@@ -5082,6 +5335,8 @@ static int conn_pump(struct conn *c, unsigned pe, unsigned le)
 		r = tx_fill(c, pe & (IO_IN | IO_ERR));
 	if (r == 0)
 		r = tx_flush(c);
+	if (r == 0 && (c->flags & F_LINK_EOF) && c->state == S_READY)
+		return -2; /* a link with no application yet: it goes quietly */
 	if (r == 0 && (c->flags & F_LINK_EOF) && !rx_waiting(c) &&
 	    (c->state != S_OPEN || !(c->flags & F_RX_EOF))) {
 		c->why = c->state == S_OPEN ? W_RESET : W_AUTH;
@@ -5106,7 +5361,8 @@ static void conn_expired(struct conn *c, int q)
 {
 	int r;
 
-	if (q == Q_CLOSING) { /* server: all delivered, no FIN came */
+	if (q == Q_CLOSING || q == Q_READY) { /* server: all delivered, no
+					      * FIN came; a ready link aged */
 		conn_close(c, 0);
 		return;
 	}
@@ -5134,8 +5390,9 @@ static int conn_watch(struct conn *c)
 
 	if (c->state == S_CONNECT) {
 		*(IS_CLIENT ? &le : &pe) = IO_OUT;
-	} else if (c->state == S_HELLO || c->state == S_FINISH) {
-		le = IO_IN; /* handshake messages */
+	} else if (c->state == S_HELLO || c->state == S_FINISH ||
+		   c->state == S_READY) {
+		le = IO_IN; /* handshake messages, OPEN, or the link's end */
 	} else if (c->state == S_OPEN) {
 		if (!(c->flags & (F_TX_EOF | F_CONTROL | F_MEM_TX)) && tx_room)
 			pe |= IO_IN;
@@ -5254,7 +5511,6 @@ static void http_read(struct http *h)
 /* ==== the event loop ==================================================== */
 
 static struct conn **ready; /* those with events this round */
-static int64_t drain_until; /* SIGTERM: the connections' last moment */
 
 /* Make room: the oldest stranger goes, or else the oldest prover. A
  * stranger's hello may have come already, unread (a busy loop): it is
@@ -5298,6 +5554,8 @@ static void conn_accepted(int fd, const struct sockaddr *a)
 	struct conn *c;
 	unsigned b = src_bucket(a);
 
+	if (IS_CLIENT && pool_take(fd))
+		return;
 	if (!IS_CLIENT && (unauth() >= unauth_cap || conn_count == conn_max) &&
 	    !unauth_room(b)) {
 		if (verbose)
@@ -5311,6 +5569,7 @@ static void conn_accepted(int fd, const struct sockaddr *a)
 		sock_close(fd);
 		return;
 	}
+	st->total++;
 	if (verbose)
 		logmsg(c, "new connection");
 	if (IS_CLIENT) {
@@ -5334,11 +5593,12 @@ static void accept_new(void)
 	socklen_t al;
 	int fd, n;
 
-	for (n = 0; n < 64 && (conn_count < conn_max || unauth()); n++) {
+	for (n = 0; n < 64 && (conn_count < conn_max || unauth() || pool.n);
+	     n++) {
 		al = sizeof a;
 		fd = sock_accept(listen_fd, (struct sockaddr *)&a, &al);
-		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
-		    drop_oldest_unauth())
+		if (!IS_CLIENT && fd < 0 && (errno == EMFILE ||
+		    errno == ENFILE) && drop_oldest_unauth())
 			continue; /* out of fds: a stranger's is the one */
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
@@ -5372,7 +5632,9 @@ static int64_t queue_due(int q)
 		return 0;
 	if (q == Q_COUNT)
 		return idle_ms ? c->ln[1].at + idle_ms : 0;
-	return c->ln[0].at + (q == Q_RETRY ? ACCEPT_PAUSE_MS / 4 : timeout_ms);
+	return c->ln[0].at + (q == Q_RETRY ? ACCEPT_PAUSE_MS / 4 : q == Q_READY ?
+			      (IS_CLIENT ? POOL_AGE_MS : OPEN_WAIT_MS) :
+			      timeout_ms);
 }
 
 /* When the loop must wake at the latest (0: only for events): the
@@ -5389,6 +5651,9 @@ static int64_t loop_next(int64_t stats_next)
 			next = earliest(next, http[i].deadline);
 	if (listen_fd >= 0 && now < accept_paused_until)
 		next = earliest(next, accept_paused_until);
+	if (IS_CLIENT && pool_links < cfg.pool && listen_fd >= 0)
+		next = earliest(next, now < pool_retry ? pool_retry :
+				now + 1000); /* backs off, or no room: later */
 	return targets_next(next);
 }
 
@@ -5459,6 +5724,10 @@ static int loop_stopping(void)
 		return 1;
 	if (sig_term && !drain_until) {
 		drain_until = now + (int64_t)cfg.wait * 1000;
+		while (queues[Q_READY].head) /* no application: no wait */
+			conn_close(queues[Q_READY].head, 0);
+		if (!conn_count)
+			return 1;
 		ev_set(listen_fd, TOK_LISTEN, &listen_ev, 0);
 		sock_close(listen_fd);
 		listen_fd = -1;
@@ -5642,7 +5911,7 @@ static void run(void)
 		if (!worker_id && cfg.stats && !stats_next)
 			stats_next = now + (int64_t)cfg.stats * 1000;
 		if (listen_fd >= 0 && ev_set(listen_fd, TOK_LISTEN, &listen_ev,
-		    (conn_count < conn_max || unauth()) &&
+		    (conn_count < conn_max || unauth() || pool.n) &&
 		    now >= accept_paused_until ? IO_IN : 0) < 0)
 			accept_paused_until = now + ACCEPT_PAUSE_MS;
 		next = loop_next(stats_next);
@@ -5662,6 +5931,8 @@ static void run(void)
 		now = clock_ms();
 		loop_events(n);
 		loop_timers();
+		if (IS_CLIENT && cfg.pool)
+			pool_fill();
 	}
 }
 

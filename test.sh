@@ -1,12 +1,16 @@
 #!/bin/sh
 # test.sh - gstunnel's tests: real binaries, real sockets, loopback only.
 #
-#   ./test.sh [-l] [-x] [-z] [NAME...]
+#   ./test.sh [-l] [-x] [-z] [-P N] [NAME...]
 #
 #   -l    also run the long soak (rotation under load for 5 minutes)
-#   -z    fuzz a sanitizer build of the server with the Python reference
-#         client (FUZZ_SECONDS, default 60; FUZZ_SEED); CI runs
+#   -z    fuzz sanitizer builds: the server with the Python reference
+#         client, the client with a Python server holding the key
+#         (FUZZ_SECONDS each, default 60; FUZZ_SEED); CI runs
 #         "./test.sh -z fuzz"
+#   -P N  the client keeps N links ready (-P N): by default the groups
+#         that carry data (transfer secure rotation many failure apps),
+#         and the client fuzzer with -z; CI runs "./test.sh -P 2"
 #   -x    the cross-platform subset (.ci/cross runs it with one end under
 #         qemu, .ci/windows with one end under wine): transfers around
 #         record boundaries and of 1 and 16 MiB, half-close, wrong key,
@@ -27,8 +31,8 @@
 # takes what the client asks). Then test.sh runs itself again with
 # CIPHER=chacha20: both ends get -c chacha20 through wrapper scripts, and the
 # groups that carry no data or do not depend on the cipher are left out
-# (cli, keys, signal, cipher, and the operations). The last line counts both
-# runs.
+# (unit, cli, keys, signal, cipher, fuzz, scale, limits, and the
+# operations). The last line counts both runs.
 #
 # GSTUNNEL_CLIENT / GSTUNNEL_SERVER name the binaries (default: ./gstunnel_*),
 # so the same tests rerun on sanitizer builds or under valgrind (a wrapper
@@ -49,23 +53,25 @@ CLIENT_BIN=${CLIENT_BIN:-$CLIENT} SERVER_BIN=${SERVER_BIN:-$SERVER}
 PY=${PY:-/usr/bin/python3}
 export PYTHONDONTWRITEBYTECODE=1 # no tests/__pycache__
 PORT_BASE=${PORT_BASE:-24000}
-LONG=0 CROSS=0 FUZZ=0 FLAGS=""
+LONG=0 CROSS=0 FUZZ=0 FLAGS="" POOL=${POOL:-}
 while :; do
 	case ${1:-} in
 	-l) LONG=1 ;;
 	-x) CROSS=1 ;;
 	-z) FUZZ=1 ;;
+	-P) POOL=${2:-}; FLAGS="$FLAGS -P"; shift ;;
 	*) break ;;
 	esac
 	FLAGS="$FLAGS $1"; shift
 done
 ONLY="$*"
 [ $CROSS = 1 ] && [ -z "$ONLY" ] && ONLY="transfer secure rotation many"
+[ -n "$POOL" ] && [ -z "$ONLY" ] && ONLY="transfer secure rotation many failure apps"
 MANY=1000; [ $CROSS = 1 ] && MANY=200
 EXCEPT=${EXCEPT:-}
 # the groups of operations (#8): they do not depend on the cipher
 OPS="dns targets config stop reload stats logs process strangers dead"
-TAG=${CIPHER:+$CIPHER: }
+TAG=${CIPHER:+$CIPHER: }${POOL:+-P $POOL: }
 
 T=$(mktemp -d) || exit 2
 pids=""
@@ -93,6 +99,14 @@ trap 'exit 1' INT TERM
 want() { for w in $EXCEPT; do [ "$1" = "$w" ] && return 1; done
 	case " $ONLY " in "  ") return 0 ;; esac
 	for w in $ONLY; do case $1 in *"$w"*) return 0 ;; esac; done; return 1; }
+
+# -P N: the client gets -P N, through a wrapper script
+CLIENT0=$CLIENT # as given, for the second run
+if [ -n "$POOL" ]; then
+	printf '#!/bin/sh\nexec "%s" -P %s "$@"\n' "$CLIENT" "$POOL" >"$T/CLIENT.pool"
+	chmod +x "$T/CLIENT.pool"
+	CLIENT=$T/CLIENT.pool
+fi
 
 # CIPHER set: both ends get -c CIPHER, through wrapper scripts
 if [ -n "${CIPHER:-}" ]; then
@@ -128,8 +142,8 @@ fi
 if [ -z "${CIPHER:-}" ]; then
 	echo "== again with -c chacha20 on both ends"
 	# shellcheck disable=SC2086 # FLAGS and ONLY are lists of words
-	CIPHER=chacha20 EXCEPT="unit cli keys signal cipher fuzz scale $OPS" CLIENT_BIN="$CLIENT_BIN" \
-		SERVER_BIN="$SERVER_BIN" GSTUNNEL_CLIENT="$CLIENT" \
+	CIPHER=chacha20 EXCEPT="unit cli keys signal cipher fuzz scale limits $OPS" CLIENT_BIN="$CLIENT_BIN" \
+		SERVER_BIN="$SERVER_BIN" GSTUNNEL_CLIENT="$CLIENT0" \
 		GSTUNNEL_SERVER="$SERVER" PORT_BASE="$PORT_BASE" "$0" $FLAGS $ONLY |
 		tee "$T/chacha.out"
 	# shellcheck disable=SC2046

@@ -10,8 +10,10 @@ check "cli: gstunnel_client -h is the README's usage" usage_same "$CLIENT"
 check "cli: gstunnel_server -h is the README's usage" usage_same "$SERVER"
 # the man page has one item per option of -h, with the same long name
 man_same() { awk '/^\.It Fl / { f = $3 } /^\.Pq Cm / && f {
-	print "-" f ", --" $3; f = "" }' dist/gstunnel.1 | sort >"$T/man.opts"
-	"$1" -h | sed -n 's/^  \(-., --[a-z-]*\).*/\1/p' | sort | diff - "$T/man.opts" &&
+	print (f ~ /^\\-/ ? "" : "-" f ", ") "--" $3; f = "" }' dist/gstunnel.1 |
+	sort >"$T/man.opts"
+	"$1" -h | sed -n 's/^  \(-., --[a-z-]*\).*/\1/p; s/^      \(--[a-z-]*\).*/\1/p' |
+	sort | diff - "$T/man.opts" &&
 	[ "$(wc -l <"$T/man.opts")" -gt 10 ]; }
 check "cli: the man page lists the options of -h (client)" man_same "$CLIENT"
 check "cli: the man page lists the options of -h (server)" man_same "$SERVER"

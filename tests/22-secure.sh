@@ -8,9 +8,10 @@ mitm() {
 	name=$1 mp=$2 mcp=$3 msp=$4 tg=$5; shift 5
 	bg "$T/$name.s.log" "$SERVER" ${SOPT:-} 127.0.0.1:$msp "$tg" "$KEY"; ms=$last
 	bg "$T/$name.m.log" "$PY" "$TESTS/mitm.py" "$mp" $msp "$@"; mm=$last
+	# the client last: with -P its links start at once, numbered in order
+	listening "$mp" >/dev/null && listening $msp >/dev/null
 	bg "$T/$name.c.log" "$CLIENT" ${COPT:-} 127.0.0.1:$mcp 127.0.0.1:"$mp" "$KEY"; mc=$last
-	listening "$mp" >/dev/null && listening $mcp >/dev/null &&
-		listening $msp >/dev/null
+	listening $mcp >/dev/null
 }
 unmitm() { stop $mc; stop $mm; stop $ms; }
 
@@ -75,7 +76,7 @@ for kind in random big http hello half silent; do
 done
 check "secure: strangers: the target saw none of them" nothing_in "$a0"
 check "secure: a wrong version byte is logged as such" \
-	logged "protocol version 71, we speak 2" "$T/X.s.log"
+	logged "protocol version 71, we speak 3" "$T/X.s.log"
 check "secure: a client written from the README's protocol works" \
 	"$PY" "$TESTS/ref.py" $SB "$KEY"
 check "secure: a hello built from the README's spec is answered" \

@@ -1,6 +1,7 @@
 # fuzz (-z only): an ASan+UBSan server against tests/fuzz.py, where the Ref
-# client picks a cipher per connection
-if [ $FUZZ = 1 ]; then
+# client picks a cipher per connection (not again with -P: the server is
+# the same, and fuzz.py makes links with and without early OPENs)
+if [ $FUZZ = 1 ] && [ -z "$POOL" ]; then
 	ports FZ_S FZ_T
 	FZ=$T/fz_server
 	FZ_NAME="fuzz: ${FUZZ_SECONDS:-60} s of random record sequences and hellos"
@@ -41,7 +42,7 @@ if [ $FUZZ = 1 ]; then
 	then
 		no "fuzz: cannot build the sanitizer client: $(head -c 200 "$T/cc.log")"
 	else
-		bg "$T/cfuzz.c.log" env ASAN_OPTIONS=abort_on_error=0 "$CF" -r 1 -t 3 \
+		bg "$T/cfuzz.c.log" env ASAN_OPTIONS=abort_on_error=0 "$CF" ${POOL:+-P $POOL} -r 1 -t 3 \
 			127.0.0.1:$CF_C 127.0.0.1:$CF_S "$KEY"; cfc=$last
 		listening $CF_C >/dev/null
 		check "$CF_NAME" "$PY" "$TESTS/cfuzz.py" $CF_C $CF_S "$KEY" \

@@ -51,6 +51,8 @@ def split(b, rnd):
 
 class Link:
     """The server's end of one link: the handshake, then records."""
+    made = 0  # the iteration a link was made in (pool: earlier)
+
     def __init__(s, c, key, sk, rnd):
         from cryptography.hazmat.primitives.asymmetric.x25519 import (
             X25519PrivateKey, X25519PublicKey)
@@ -65,7 +67,7 @@ class Link:
         """Read the ClientHello; answer it (or, if mutate, something
         wrong); True when records may follow."""
         ch = recvn(s.c, 66)
-        if ch[0] != 2 or not hmac.compare_digest(
+        if ch[0] != 3 or not hmac.compare_digest(
                 H(hello_key(s.SK), ch[:34]), ch[34:]):
             fail("the client's hello does not verify with the README's keys")
         cid = ch[1]
@@ -110,6 +112,19 @@ class Link:
         s.c2s = Ref.Dir(keys, o[64:96], b"gstunnel2 c2s")
         s.s2c = Ref.Dir(keys, o[96:], b"gstunnel2 s2c")
         return True
+
+    def first(s, wait):
+        """The client's first record on a link it made: OPEN, when an
+        application takes it. (type, payload), or None at its end."""
+        s.c.settimeout(wait)
+        try:
+            hd = recvn(s.c, 2)
+            body = recvn(s.c, struct.unpack(">H", hd)[0] + 16)
+        except (EOFError, OSError):
+            return None
+        finally:
+            s.c.settimeout(10)
+        return s.c2s.open(hd, body)
 
     def read_some(s, wait):
         """The client's records, for up to wait seconds: DATA and EOF
@@ -157,26 +172,76 @@ def c_cfuzz(cport, sport, key, seconds, seed):
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind((HOST, int(sport)))
     l.listen(16)
-    l.settimeout(10)
     stats = {"conns": 0, "clean": 0, "bad": 0, "cut": 0, "hello": 0,
-             "records": 0, "requests": 0}
+             "records": 0, "requests": 0, "pool": 0}
+    links = []  # links the client made, answered, without OPEN yet
     t_end = time.time() + float(seconds)
     n = 0
     while time.time() < t_end:
         n += 1
         stats["conns"] += 1
         app = socket.create_connection((HOST, int(cport)), 5)
+        lk = link_for(app, l, links, key, sk, rnd, n, stats)
+        if not lk:
+            app.close()
+            continue
         try:
-            link, _ = l.accept()
-        except socket.timeout:
-            fail("conn %d: the client did not connect to the server" % n)
-        link.settimeout(10)
-        try:
-            one(Link(link, key, sk, rnd), app, rnd, n, stats)
+            one(lk, app, rnd, n, stats)
         finally:
-            link.close()
+            lk.c.close()
             app.close()
     print("cfuzz: %s" % " ".join("%s=%d" % kv for kv in sorted(stats.items())))
+
+
+def link_for(app, l, links, key, sk, rnd, n, stats):
+    """The link that the client opens for app: a new one (answered here,
+    or with a bad hello, after which the application must be reset, with
+    nothing), or one of its pool (-P), answered before. None after a bad
+    hello."""
+    tag = b"%08d" % n
+    up = (b"U" + tag) * rnd.choice([1, 10, 3000])  # the application's
+    app.sendall(up)
+    app.shutdown(socket.SHUT_WR)
+    bad_hello, t_end = False, time.time() + 10
+    while time.time() < t_end:
+        watch = [l] + [x.c for x in links] + ([app] if bad_hello else [])
+        for r in select.select(watch, [], [], t_end - time.time())[0]:
+            if r is l:
+                c, _ = l.accept()
+                c.settimeout(10)
+                x = Link(c, key, sk, rnd)
+                x.made = n
+                if rnd.random() < 0.12:
+                    x.handshake(True)
+                    c.close()
+                    bad_hello = True
+                    stats["hello"] += 1
+                elif x.handshake(False):
+                    links.append(x)
+            elif r is app:  # its link had a bad hello: reset, nothing
+                got, end = app_end(app, 5)
+                if got or end != "reset":
+                    fail("conn %d: after a bad server hello the "
+                         "application got %d bytes, end %s" %
+                         (n, len(got), end))
+                return None
+            else:
+                x = [y for y in links if y.c is r][0]
+                links.remove(x)
+                rec = x.first(1)
+                if rec is None:  # the client let it go (pool: aged)
+                    x.c.close()
+                    continue
+                typ, p = rec
+                want = b"\x04" + socket.inet_aton(HOST) + struct.pack(
+                    ">H", app.getsockname()[1])
+                if typ != 6 or p != want:
+                    fail("conn %d: the client's first record is type %d, "
+                         "%r; want OPEN %r" % (n, typ, p, want))
+                stats["pool"] += x.made < n
+                x.tag, x.up = tag, up
+                return x
+    fail("conn %d: no OPEN for the application in 10 s" % n)
 
 
 def app_end(app, wait):
@@ -197,19 +262,7 @@ def app_end(app, wait):
 
 
 def one(lk, app, rnd, n, stats):
-    tag = b"%08d" % n
-    up = (b"U" + tag) * rnd.choice([1, 10, 3000])  # the application's
-    app.sendall(up)
-    app.shutdown(socket.SHUT_WR)
-    if rnd.random() < 0.12:
-        lk.handshake(True)
-        stats["hello"] += 1
-        got, end = app_end(app, 5)
-        if got or end != "reset":
-            fail("conn %d: after a bad server hello the application got "
-                 "%d bytes, end %s" % (n, len(got), end))
-        return
-    lk.handshake(False)
+    tag, up = lk.tag, lk.up
     rules = rnd.random() < 0.5
     out, sent = [], b""
     bad = cut = eof = eof_ok = False

@@ -89,9 +89,9 @@ def fuzz_hello(port, key, rnd):
     c = socket.create_connection((HOST, int(port)), 5)
     k = rnd.random()
     if k < 0.4:
-        b = bytes([2, rnd.choice([1, 2, 3, 0, 255])]) + os.urandom(rnd.randint(0, 100))
+        b = bytes([3, rnd.choice([1, 2, 3, 0, 255])]) + os.urandom(rnd.randint(0, 100))
     elif k < 0.7:  # a hello with the right shape, its MAC a bit off
-        head = bytes([2, rnd.choice([1, 2])]) + os.urandom(32)
+        head = bytes([3, rnd.choice([1, 2])]) + os.urandom(32)
         mac = bytearray(H(hello_key(SKS.get(key) or SKS.setdefault(key, stretch(key))), head))
         mac[rnd.randrange(32)] ^= 1 << rnd.randrange(8)
         b = head + bytes(mac) + os.urandom(rnd.randint(0, 40))
@@ -146,11 +146,26 @@ def fuzz_conn(port, key, rnd, n, col, sizes, stats):
         del out[:]
 
     try:
+        if rnd.random() < 0.2:  # a ready link: its OPEN comes later
+            flush()
+            time.sleep(rnd.random() * 0.05)
+        k0 = rnd.random()
+        if k0 < 0.04:  # DATA or EOF before OPEN: the target never sees it
+            out.append(r.c2s.seal(rnd.choice([0, 1]), b"FORBIDDEN!"))
+            bad = True
+        elif k0 < 0.07:  # an OPEN the README does not allow
+            out.append(r.c2s.seal(6, rnd.choice([
+                b"\x04", b"\x05" + bytes(6), bytes(19), b"\x06" + bytes(6),
+                b"\x04" + bytes(18), bytes(20)])))
+            bad = True
+        else:
+            out.append(r.opener())
         first = data(rnd.choice([8, 100, 16384]))
-        out.append(r.c2s.seal(0, first))
-        sent += first
+        if not bad:
+            out.append(r.c2s.seal(0, first))
+            sent += first
         rules = rnd.random() < 0.5  # this one keeps to the rules
-        for _ in range(rnd.randint(0, 12)):
+        for _ in range(rnd.randint(0, 12) if not bad else 0):
             k = rnd.random() * (0.72 if rules else 1)
             stats["records"] += 1
             if k < 0.40:
@@ -197,7 +212,8 @@ def fuzz_conn(port, key, rnd, n, col, sizes, stats):
             elif k < 0.84:  # a type or a size the rules forbid
                 typ, p = rnd.choice([(3, bytes(32)), (5, b""), (6, b""),
                                      (255, b"x"), (0, b""), (1, b"x"),
-                                     (2, bytes(31)), (2, bytes(33))])
+                                     (2, bytes(31)), (2, bytes(33)),
+                                     (7, b""), (6, b"\x04\x7f\0\0\1\0\x50")])
                 out.append(r.c2s.seal(typ, p))
                 bad = True
             elif k < 0.90:  # one flipped bit anywhere in a record

@@ -5,10 +5,13 @@
 # own it is a check of test.sh's "secure" and "cipher" groups:
 #
 #   ref.py PORT KEY [CIPHER]
+#   ref.py unopened PORT KEY N
 #
 # PORT is a gstunnel_server whose target is t.py's mode server. Handshake,
 # DATA, a rotation, DATA, EOF; the reply must open with the README's keys.
-import hashlib, os, socket, struct, sys
+# "unopened" makes N links that never send OPEN and says when the server
+# has ended them all (it must send nothing on them).
+import hashlib, os, socket, struct, sys, time
 
 from common import HOST, fail
 
@@ -62,7 +65,7 @@ class Ref:
     def hello(s):
         import hmac
         xc = s.X.generate()
-        head = bytes([2, CIPHERS[s.cipher]]) + s.pub(xc)
+        head = bytes([3, CIPHERS[s.cipher]]) + s.pub(xc)
         ch = head + H(hello_key(s.SK), head)
         s.c.sendall(ch)
         sh = s.recvn(65)
@@ -114,6 +117,13 @@ class Ref:
             b += x
         return b
 
+    def opener(s):
+        """OPEN, with this end's address as the application's (README:
+        family 4, the IPv4 address, the port)."""
+        a, p = s.c.getsockname()[:2]
+        return s.c2s.seal(6, b"\x04" + socket.inet_aton(a) +
+                          struct.pack(">H", p))
+
     def record(s):
         hd = s.recvn(2)
         try:
@@ -127,13 +137,14 @@ SKS = {}
 
 
 def c_ref(port, key, cipher=None):
-    """The Ref client: handshake, DATA "sink\nhel", a rotation, DATA "lo",
-    EOF; the reply must open with the README's s2c key after the
+    """The Ref client: handshake, OPEN, DATA "sink\nhel", a rotation, DATA
+    "lo", EOF; the reply must open with the README's s2c key after the
     rotation."""
     r = Ref(port, key, cipher)
     fin = r.hello()
     x2 = r.X.generate()
-    r.c.sendall(fin + r.c2s.seal(0, b"sink\nhel") + r.c2s.seal(2, r.pub(x2)))
+    r.c.sendall(fin + r.opener() + r.c2s.seal(0, b"sink\nhel") +
+                r.c2s.seal(2, r.pub(x2)))
     typ, p = r.record()
     if typ != 3 or len(p) != 32:
         fail("want ACCEPT, got record type %d, %d bytes" % (typ, len(p)))
@@ -153,5 +164,28 @@ def c_ref(port, key, cipher=None):
     print("%s: handshake, rotation, data and EOF as the README says" % r.cipher)
 
 
+def c_unopened(port, key, n):
+    """N authenticated links without OPEN: the server may only end them."""
+    rs = []
+    for _ in range(int(n)):
+        r = Ref(port, key)
+        r.c.sendall(r.hello())
+        rs.append(r)
+    print("ready", flush=True)
+    t0 = time.time()
+    for r in rs:
+        try:
+            x = r.c.recv(1)
+        except ConnectionResetError:
+            x = b""
+        if x:
+            fail("the server sent %r on a link not opened" % x)
+    print("unopened: %s links ended by the server after %.1f s"
+          % (n, time.time() - t0))
+
+
 if __name__ == "__main__":
-    c_ref(*sys.argv[1:])
+    if sys.argv[1] == "unopened":
+        c_unopened(*sys.argv[2:])
+    else:
+        c_ref(*sys.argv[1:])

@@ -358,7 +358,7 @@ def c_hello(port, key, u, want, cipher=None):
     import hmac
     hk = hello_key(stretch(key))
     cid = CIPHERS[cipher or os.environ.get("CIPHER") or "aes"]
-    body = bytes([2, cid]) + int(u).to_bytes(32, "little")
+    body = bytes([3, cid]) + int(u).to_bytes(32, "little")
     s = socket.create_connection((HOST, int(port)), 5)
     s.sendall(body + hmac.new(hk, body, "sha256").digest())
     s.settimeout(3)
@@ -404,7 +404,7 @@ def c_probe(port, kind, wait):
     elif kind == "half":
         s.sendall(b"\x01\x20" + os.urandom(20))
     elif kind == "hello":
-        s.sendall(b"\x02\x01" + bytes(64))
+        s.sendall(b"\x03\x01" + bytes(64))
     # kind "silent": send nothing
     s.settimeout(float(wait))
     got, end, t0 = b"", "open", time.time()
@@ -571,7 +571,7 @@ def c_stall(port, lo, hi):
     with the right version, then nothing: the server must end the
     connection between lo and hi seconds later, without a byte."""
     s = socket.create_connection((HOST, int(port)), 5)
-    s.sendall(b"\x02" + os.urandom(19))
+    s.sendall(b"\x03" + os.urandom(19))
     t0 = time.time()
     s.settimeout(float(hi))
     try:
@@ -733,6 +733,90 @@ def c_reals(port, count, seconds):
         return await asyncio.gather(*[one(i) for i in range(int(count))])
     res = asyncio.run(run())
     print("%d of %s through" % (res.count(True), count))
+
+
+def c_greeter(listen):
+    """A target that speaks first, as a mail server does: a greeting, then
+    it echoes; until it is killed."""
+    async def handle(r, w):
+        w.write(b"220 gstunnel test\r\n")
+        try:
+            async for b in chunks(r):
+                w.write(b)
+                await w.drain()
+        except OSError:
+            pass
+        w.close()
+
+    async def run():
+        await asyncio.start_server(handle, HOST, int(listen))
+        await asyncio.sleep(3600)
+    asyncio.run(run())
+
+
+def c_greet(port):
+    """Through the tunnel to c_greeter: its greeting must come first,
+    unasked, within 5 s; then an echo."""
+    s = socket.create_connection((HOST, int(port)), 5)
+    s.settimeout(5)
+    got = b""
+    while not got.endswith(b"\r\n"):
+        b = s.recv(100)
+        if not b:
+            fail("closed after %r" % got)
+        got += b
+    if got != b"220 gstunnel test\r\n":
+        fail("the greeting was %r" % got)
+    s.sendall(b"hello")
+    if s.recv(100) != b"hello":
+        fail("no echo after the greeting")
+    print("greeted first, then echoed")
+
+
+def c_proxycheck(target, port, server_port):
+    """One connection through the tunnel (port: the client) to a target
+    of our own on `target`, behind a server with --proxy-protocol: the
+    first bytes the target gets must be a PROXY protocol v2 header
+    (haproxy's proxy-protocol.txt 2.2): the signature, version 2 PROXY,
+    TCP over IPv4, 12 bytes of addresses: source this application's
+    address and port, destination the server's (127.0.0.1:server_port);
+    then the application's bytes."""
+    import threading
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((HOST, int(target)))
+    l.listen(1)
+    l.settimeout(10)
+    seen = []
+
+    def serve():
+        c, _ = l.accept()
+        c.settimeout(10)
+        b = b""
+        while len(b) < 28 + 5:
+            x = c.recv(100)
+            if not x:
+                break
+            b += x
+        seen.append(b)
+        c.close()
+    th = threading.Thread(target=serve)
+    th.start()
+    s = socket.create_connection((HOST, int(port)), 5)
+    me = s.getsockname()
+    s.sendall(b"hello")
+    th.join(15)
+    s.close()
+    if not seen:
+        fail("the target got no connection")
+    b = seen[0]
+    want = (b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x21, 0x11, 0, 12]) +
+            socket.inet_aton(me[0]) + socket.inet_aton(HOST) +
+            struct.pack(">HH", me[1], int(server_port)) + b"hello")
+    if b != want:
+        fail("the target got %s, want %s" % (b.hex(), want.hex()))
+    print("PROXY v2 header: from %s:%d to %s:%s, then the data" % (
+        me[0], me[1], HOST, server_port))
 
 
 def c_pause(port, n, flag, seed=6):

@@ -414,6 +414,7 @@ config client 'home'
 	option key_file '/etc/gstunnel/home.key'
 	option cipher 'chacha20'
 	option keepalive '30,5,4'
+	option pool '2'
 	option verbose '1'
 
 config server 'vps'
@@ -425,6 +426,8 @@ config server 'vps'
 	option idle '3600'
 	option wait '20'
 	option metrics '127.0.0.1:9300'
+	option memory '16'
+	option proxy_protocol '1'
 
 config client 'off'
 	option enabled '0'
@@ -496,6 +499,7 @@ listen 192.168.1.1:1080
 server a.example:8443,[2001:db8::1]:8443
 key-file /etc/gstunnel/home.key
 cipher chacha20
+pool 2
 keepalive 30,5,4
 verbose
 EOF
@@ -507,9 +511,11 @@ listen :8443
 target 127.0.0.1:3128,127.0.0.1:3129
 key $KEY_VPS
 workers 2
+memory 16
 idle 3600
 wait 20
 metrics 127.0.0.1:9300
+proxy-protocol
 EOF
 check "start: the files are readable by root only (0600)" sh -c \
 	"[ \"\$(stat -c %a $R/var/etc/gstunnel/client.home.conf $R/var/etc/gstunnel/server.vps.conf)\" = '600
@@ -600,6 +606,9 @@ bad "keepalive of two numbers" \
 	"option keepalive '60,10'"
 bad "metrics without a port" "metrics 'localhost': want [HOST:]PORT" \
 	"option metrics 'localhost'"
+bad "pool out of range" "pool=65 is not range(0,64)" "option pool '65'"
+bad "proxy_protocol on a client" "proxy_protocol: for a server section" \
+	"option proxy_protocol '1'"
 
 # ---- reload ------------------------------------------------------------------
 echo "== reload"
