@@ -5,8 +5,22 @@
  *       -> gstunnel_server -> target
  *
  * One source, built twice: -DCLIENT gives gstunnel_client, -DSERVER gives
- * gstunnel_server. One process, one poll() loop, a fixed connection table.
- * The wire protocol is specified in the README ("Protocol").
+ * gstunnel_server. One event loop per process (epoll on Linux, poll()
+ * elsewhere and with -DUSE_POLL, select() on Windows) over a fixed
+ * connection table; -j starts worker processes once. The wire protocol is
+ * specified in the README ("Protocol").
+ *
+ * The sections, in order: includes; tunables (limits and defaults, each
+ * overridable with -D); types; prototypes; platform (every #ifdef for
+ * Windows and Linux: sockets, the event backend, clocks, randomness,
+ * processes, files); output (the formatter); small helpers; options and
+ * settings (the option table drives argv, -f, usage() and the man test);
+ * statistics; errors and logging; randomness; crypto primitives (BearSSL
+ * wrappers); ciphers (implementation tables); record layer; self-test and
+ * speed test; keys; handshake; key rotation; connection I/O; name lookup
+ * (the resolver, in the loop); servers and targets; the connection table
+ * (timer queues, the pool); metrics; the event loop; reload (SIGHUP);
+ * process (start-up, privileges, pid file); workers (-j); main.
  *
  * Copyright (C) 2026 the gstunnel authors
  *
