@@ -32,9 +32,13 @@ fi
 rotq_ok() { wait $rotq && rotations "$T/Q.c.log" send 4 &&
 	rotations "$T/Q.s.log" receive 4; }
 check "rotation: the server's -r asks the client to rotate" rotq_ok
-# at full speed, so that control records wait behind full buffers
+# at full speed, so that control records wait behind full buffers. Each
+# rotation waits for the OFFER and the SWITCH to pass the queued data: an end
+# under qemu moving 10 MB/s behind megabytes of socket buffer takes about 2 s
+# a rotation, not 1, so -x blasts for longer to see the same count.
 COPT="-v -r 1" SOPT="-v -r 1" pair RF $RF_C $RF_S 127.0.0.1:$MUX
-fast() { t blast $RF_C 4 "$1" && rotations "$T/RF.c.log" send "$2" &&
+RF_SECS=4; [ $CROSS = 1 ] && RF_SECS=10
+fast() { t blast $RF_C $RF_SECS "$1" && rotations "$T/RF.c.log" send "$2" &&
 	rotations "$T/RF.s.log" send "$2"; }
 check "rotation: -r 1, full speed app -> target: intact, rotated" fast up 3
 check "rotation: -r 1, full speed target -> app: intact, rotated" fast down 6
